@@ -1,0 +1,1 @@
+"""Benchmarks: policy sweeps, live comparisons, overhead and simulator fidelity."""

@@ -1,0 +1,1 @@
+"""edgeserving's scheduling core: types, profiles, queues, policies, the engine and its drivers."""

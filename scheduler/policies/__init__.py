@@ -1,0 +1,46 @@
+"""Scheduling policies, one per file, registered by name."""
+
+from __future__ import annotations
+
+from scheduler.policies.all_early import AllEarlyPolicy
+from scheduler.policies.all_final import AllFinalPolicy
+from scheduler.policies.base import Policy
+from scheduler.policies.clockwork import ClockworkPolicy
+from scheduler.policies.early_exit import EarlyExitPolicy
+from scheduler.policies.edf_exit import EdfExitPolicy
+from scheduler.policies.edgeserving import EdgeServingPolicy
+from scheduler.policies.round_robin import RoundRobinPolicy
+from scheduler.policies.symphony import SymphonyPolicy
+
+POLICIES: dict[str, type[Policy]] = {
+    cls.name: cls
+    for cls in (
+        EdgeServingPolicy,
+        AllFinalPolicy,
+        AllEarlyPolicy,
+        RoundRobinPolicy,
+        EarlyExitPolicy,
+        SymphonyPolicy,
+        ClockworkPolicy,
+        EdfExitPolicy,
+    )
+}
+
+# The policy used wherever none is named (simulate, replay --simulate, serve, ray_config.yaml).
+DEFAULT_POLICY = "edgeserving"
+REFERENCE_POLICY = "edgeserving"
+
+
+def policy_names() -> list[str]:
+    return list(POLICIES)
+
+
+def make_policy(name: str, **options) -> Policy:
+    """A fresh policy instance by registry name; options go to its constructor (bmax, quantile, ...)."""
+    cls = POLICIES.get(name)
+    if cls is None:
+        raise ValueError(f"unknown policy {name!r}; known policies are {', '.join(POLICIES)}")
+    return cls(**options)
+
+
+__all__ = ["DEFAULT_POLICY", "POLICIES", "REFERENCE_POLICY", "Policy", "make_policy", "policy_names"]

@@ -1,0 +1,1 @@
+"""Workloads: the trace format, generators, public-trace converters and the open-loop replayer."""
