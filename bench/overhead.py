@@ -65,7 +65,10 @@ def decision_times(profile, policies: list[str], depths: list[int], seed: int) -
         candidates = [(name, make_policy(name).plan) for name in policies]
         candidates.append(("naive-reference-loop", lambda now, qs, p: naive_plan(now, qs, p)))
         for name, plan in candidates:
-            us = time_decisions(lambda plan=plan: plan(100.0, queues, profile), min_calls=20 if depth >= 1000 else 200)
+            def call(plan=plan, queues=queues):
+                return plan(100.0, queues, profile)
+
+            us = time_decisions(call, min_calls=20 if depth >= 1000 else 200)
             rows.append({"policy": name, "depth_per_model": depth, "models": len(queues),
                          "median_us": float(np.median(us)), "p99_us": float(np.percentile(us, 99)),
                          "calls": len(us)})

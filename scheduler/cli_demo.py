@@ -30,8 +30,10 @@ def run(args: argparse.Namespace) -> int:
     for lam, slo_ms in ((120, 50.0), (240, 50.0), (120, 20.0)):
         rates = {m: lam * w for m, w in zip(profile.model_names, (3, 2, 1))}
         trace_seed, exec_seed = np.random.SeedSequence(args.seed).spawn(2)
-        requests = [r.to_request() for r in poisson_rows(rates, slo_ms, args.seconds, np.random.default_rng(trace_seed))]
-        status(f"simulating {len(requests)} requests (lambda={lam}, SLO {slo_ms:g} ms) with {len(policy_names())} policies")
+        rows = poisson_rows(rates, slo_ms, args.seconds, np.random.default_rng(trace_seed))
+        requests = [r.to_request() for r in rows]
+        status(f"simulating {len(requests)} requests (lambda={lam}, SLO {slo_ms:g} ms) "
+               f"with {len(policy_names())} policies")
         summaries = [summarize(simulate(requests, profile, make_policy(name), seed=exec_seed), profile, name)
                      for name in policy_names()]
         header, rows = summary_rows(summaries)

@@ -19,7 +19,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     src.add_argument("--poisson", metavar="SPEC",
                      help="per-model Poisson rates and one deadline, e.g. resnet50=120,resnet101=80,resnet152=40@50ms")
     p.add_argument("--seconds", type=float, default=60.0, help="length of a --poisson workload (default 60)")
-    p.add_argument("--policy", default=DEFAULT_POLICY, help=f"one of {', '.join(policy_names())} (default {DEFAULT_POLICY})")
+    p.add_argument("--policy", default=DEFAULT_POLICY,
+                   help=f"one of {', '.join(policy_names())} (default {DEFAULT_POLICY})")
     add_policy_options(p)
     p.add_argument("--seed", type=int, default=0, help="seed for arrivals and slot-time draws (default 0)")
     p.add_argument("--noise", type=float, default=1.0, help="scale of the profiled slot-time spread (default 1)")

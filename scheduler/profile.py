@@ -13,6 +13,9 @@ from pathlib import Path
 from typing import Any
 
 QUANTILES = ("mean", "p50", "p90", "p95", "p99")
+# Tables cover batch sizes 0..MAX_BATCH (clamped beyond the profiled range), so a policy can index
+# them with any batch up to its Bmax without a bounds check in its hot path.
+MAX_BATCH = 256
 
 
 class ProfileError(ValueError):
@@ -39,16 +42,16 @@ class LatencyTable:
     """Latencies at one quantile, pre-expanded for O(1) lookup in policies' hot paths.
 
     ``rows[model][exit_index][b]`` is the latency in ms of a batch of ``b`` requests, for
-    ``b`` in ``0..max_batch``; batch sizes outside the profiled range are clamped to it and
+    ``b`` in ``0..MAX_BATCH``; batch sizes outside the profiled range are clamped to it and
     sizes between profiled ones are interpolated linearly.
     """
 
     quantile: str
     rows: dict[str, tuple[tuple[float, ...], ...]]
-    max_batch: int
+    max_batch: int  # the largest profiled batch size
 
     def ms(self, model: str, exit_index: int, batch: int) -> float:
-        return self.rows[model][exit_index][min(batch, self.max_batch)]
+        return self.rows[model][exit_index][min(batch, MAX_BATCH)]
 
 
 class Profile:
@@ -97,6 +100,25 @@ class Profile:
         extra = {k: v for k, v in data.items() if k not in ("name", "description", "device", "models")}
         return cls(str(data["name"]), models, device=str(data.get("device", "")),
                    description=str(data.get("description", "")), source=source, extra=extra)
+
+    @classmethod
+    def from_latencies(cls, name: str, latency_ms: dict[str, dict[str, dict[int, float]]],
+                       accuracy: dict[str, dict[str, float]] | None = None) -> Profile:
+        """A deterministic profile (every quantile = the mean) from ``{model: {exit: {batch: ms}}}``.
+
+        Exits are taken in the given order, shallowest first; accuracy defaults to rising with depth.
+        """
+        models: dict[str, Any] = {}
+        for model, per_exit in latency_ms.items():
+            exits = list(per_exit)
+            acc = (accuracy or {}).get(model) or {e: (i + 1) / (len(exits) + 1) for i, e in enumerate(exits)}
+            models[model] = {
+                "exits": exits,
+                "accuracy": acc,
+                "latency_ms": {e: {str(b): dict.fromkeys(QUANTILES, ms) for b, ms in per_exit[e].items()}
+                               for e in exits},
+            }
+        return cls.from_dict({"name": name, "device": "synthetic", "models": models}, source=f"<{name}>")
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -152,7 +174,7 @@ class Profile:
         rows = {}
         for m in self.models.values():
             rows[m.name] = tuple(
-                tuple(_interp_batch(m, e, b, quantile) for b in range(max_batch + 1)) for e in m.exits
+                tuple(_interp_batch(m, e, b, quantile) for b in range(MAX_BATCH + 1)) for e in m.exits
             )
         return LatencyTable(quantile, rows, max_batch)
 

@@ -50,8 +50,8 @@ def _stats(results: Sequence[RequestResult], profile: Profile) -> dict[str, Any]
         "p99_ms": pct(99),
         "mean_accuracy": accuracy_sum / done if done else None,
         "effective_accuracy": accuracy_sum / n if n else None,
-        "exits": {m: dict(sorted(e.items(), key=lambda kv: profile.model(m).exit_index(kv[0])))
-                  for m, e in exits.items()},
+        "exits": {m: dict(sorted(exits[m].items(), key=lambda kv: profile.model(m).exit_index(kv[0])))
+                  for m in profile.model_names if m in exits},
     }
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from scheduler.profile import LatencyTable, Profile
+from scheduler.profile import MAX_BATCH, LatencyTable, Profile
 from scheduler.queues import RequestQueue
 from scheduler.types import Plan, Request, SlotResult
 
@@ -21,8 +21,8 @@ class Policy:
     name = "policy"
 
     def __init__(self, bmax: int = 10, quantile: str = "p95") -> None:
-        if bmax < 1:
-            raise ValueError(f"bmax must be >= 1, got {bmax}")
+        if not 1 <= bmax <= MAX_BATCH:
+            raise ValueError(f"bmax must be between 1 and {MAX_BATCH}, got {bmax}")
         self.bmax = bmax
         self.quantile = quantile
         self._table_for: tuple[int, LatencyTable] | None = None

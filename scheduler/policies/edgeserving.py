@@ -23,7 +23,7 @@ from scheduler.types import Plan
 
 IDLE_S = 0.0005  # the reference sleeps 0.5 ms when the chosen model has nothing queued
 PHI_CAP = 10.0
-# phi = min(exp(x), 10) is computed as exp(min(x, ln 10)), so very late requests never overflow.
+# phi = min(exp(x), 10); the exponent is capped at ln 10 first so very late requests never overflow.
 LOG_PHI_CAP = math.log(PHI_CAP)
 # Below this many queued requests a Python loop beats numpy's per-call overhead.
 SMALL_QUEUE = 24
@@ -32,7 +32,8 @@ SMALL_QUEUE = 24
 class EdgeServingPolicy(Policy):
     name = "edgeserving"
 
-    def plan(self, now_s: float, queues: Queues, profile: Profile) -> Plan | None:
+    def scores(self, now_s: float, queues: Queues, profile: Profile) -> tuple[list[int], list[float], list[float]]:
+        """Per model in queue order: candidate batch size B_m, slot time tau_m (ms) and score S_m."""
         rows = self.table(profile).rows
         qs = list(queues.values())
         sizes = [min(len(q), self.bmax) for q in qs]
@@ -46,12 +47,17 @@ class EdgeServingPolicy(Policy):
             taus.append(model_rows[0 if e is None else e][b])
         total = sum(len(q) for q in qs)
         scores = (_scores_loop if total <= SMALL_QUEUE else _scores_numpy)(now_s, qs, sizes, taus)
+        return sizes, taus, scores
+
+    def plan(self, now_s: float, queues: Queues, profile: Profile) -> Plan | None:
+        sizes, _, scores = self.scores(now_s, queues, profile)
+        qs = list(queues.values())
         best = min(range(len(qs)), key=scores.__getitem__)  # first minimum = strict < in profile order
         q = qs[best]
         if not q:
             return Plan.idle(now_s + IDLE_S)
         b = sizes[best]
-        model_rows = rows[q.model]
+        model_rows = self.table(profile).rows[q.model]
         # The reference re-picks the exit at batch size Bmax, whatever the queue holds.
         e = deepest_feasible_exit(model_rows, self.bmax, (q.min_deadline_s(b) - now_s) * 1000.0)
         e = 0 if e is None else e
@@ -69,7 +75,7 @@ def _scores_loop(now_s: float, qs: list, sizes: list[int], taus: list[float]) ->
         for qi, pos, w, slo in entries:
             if qi == m and pos < size:
                 continue
-            s += math.exp(min((w + tau) / slo - 1.0, LOG_PHI_CAP))
+            s += min(math.exp(min((w + tau) / slo - 1.0, LOG_PHI_CAP)), PHI_CAP)
         scores.append(s)
     return scores
 
@@ -85,6 +91,7 @@ def _scores_numpy(now_s: float, qs: list, sizes: list[int], taus: list[float]) -
     x /= (deadline - arrival)[:, None]
     np.minimum(x, LOG_PHI_CAP, out=x)
     np.exp(x, out=x)
+    np.minimum(x, PHI_CAP, out=x)  # exp(ln 10) rounds to 10.000000000000002
     offset = 0
     for m, q in enumerate(qs):  # m's own batch does not count towards S_m
         x[offset:offset + sizes[m], m] = 0.0
