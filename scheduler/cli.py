@@ -15,6 +15,8 @@ COMMANDS = {
     "demo": "scheduler.cli_demo",
     "simulate": "scheduler.cli_simulate",
     "bench": "bench.cli",
+    "trace": "workloads.cli_trace",
+    "replay": "workloads.cli_replay",
 }
 
 

@@ -64,6 +64,7 @@ def read_trace(path: str | Path, models: Iterable[str] | None = None) -> list[Tr
             raise TraceError(f"{path}: line 1: duplicate column names in {header}")
         col = {name: i for i, name in enumerate(header)}
         previous_s = -math.inf
+        seen_ids: dict[str, int] = {}
         for line_no, fields in enumerate(reader, start=2):
             if not fields or all(not f.strip() for f in fields):
                 continue
@@ -74,10 +75,11 @@ def read_trace(path: str | Path, models: Iterable[str] | None = None) -> list[Tr
                 raise TraceError(f"{path}: line {line_no}, column arrival_s: times are not sorted "
                                  f"({row.arrival_s} after {previous_s})")
             previous_s = row.arrival_s
+            if row.request_id in seen_ids:
+                raise TraceError(f"{path}: line {line_no}, column request_id: id {row.request_id!r} repeats "
+                                 f"line {seen_ids[row.request_id]}; ids must be unique")
+            seen_ids[row.request_id] = line_no
             rows.append(row)
-    ids = [r.request_id for r in rows]
-    if len(set(ids)) != len(ids):
-        raise TraceError(f"{path}: column request_id: ids must be unique")
     return rows
 
 
@@ -117,8 +119,10 @@ def _parse_row(path: Path, line_no: int, fields: Sequence[str], col: dict[str, i
     if deadline_ms <= 0:
         raise err("deadline_ms", f"deadline must be positive, got {deadline_ms}")
     request_id = fields[col["request_id"]].strip() if "request_id" in col else ""
-    return TraceRow(arrival_s, model, deadline_ms, request_id or str(index),
-                    integer("input_seed"), integer("label"))
+    input_seed = integer("input_seed")
+    if input_seed is not None and input_seed < 0:
+        raise err("input_seed", f"seeds must be >= 0, got {input_seed}")
+    return TraceRow(arrival_s, model, deadline_ms, request_id or str(index), input_seed, integer("label"))
 
 
 def write_trace(path: str | Path, rows: Iterable[TraceRow]) -> int:

@@ -1,0 +1,32 @@
+"""Deterministic request bodies for live replays.
+
+Each request's input is standard-normal float32 noise shaped like the model's ``input_shape``,
+drawn from ``numpy.random.default_rng(input_seed)`` (the trace's ``input_seed``, else the
+request's index), rounded to 4 decimals to keep bodies small. The same trace therefore sends the
+same bytes on every replay, whichever server it targets.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+
+import numpy as np
+
+from workloads.trace import TraceRow
+
+INPUT_DECIMALS = 4
+
+
+def make_inputs(shape: Sequence[int], seed: int) -> list:
+    """One sample shaped ``shape``, as nested lists of floats."""
+    x = np.random.default_rng(seed).standard_normal(tuple(shape), dtype=np.float32)
+    return np.round(x.astype(np.float64), INPUT_DECIMALS).tolist()
+
+
+def infer_body(row: TraceRow, index: int, shape: Sequence[int]) -> bytes:
+    """The ``POST /v1/infer`` JSON body for one trace row."""
+    seed = row.input_seed if row.input_seed is not None else index
+    body = {"model": row.model, "inputs": make_inputs(shape, seed), "deadline_ms": row.deadline_ms,
+            "request_id": row.request_id}
+    return json.dumps(body, separators=(",", ":")).encode()
