@@ -9,6 +9,7 @@ HELP = "run a benchmark suite (overhead, ...)"
 
 SUITES = {
     "overhead": "bench.overhead",
+    "sim": "bench.sim",
 }
 
 

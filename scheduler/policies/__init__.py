@@ -9,6 +9,7 @@ from scheduler.policies.clockwork import ClockworkPolicy
 from scheduler.policies.early_exit import EarlyExitPolicy
 from scheduler.policies.edf_exit import EdfExitPolicy
 from scheduler.policies.edgeserving import EdgeServingPolicy
+from scheduler.policies.lookahead import LookaheadPolicy
 from scheduler.policies.round_robin import RoundRobinPolicy
 from scheduler.policies.symphony import SymphonyPolicy
 
@@ -23,11 +24,12 @@ POLICIES: dict[str, type[Policy]] = {
         SymphonyPolicy,
         ClockworkPolicy,
         EdfExitPolicy,
+        LookaheadPolicy,
     )
 }
 
 # The policy used wherever none is named (simulate, replay --simulate, serve, ray_config.yaml).
-DEFAULT_POLICY = "edgeserving"
+DEFAULT_POLICY = "lookahead"
 REFERENCE_POLICY = "edgeserving"
 
 

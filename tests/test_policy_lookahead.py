@@ -1,0 +1,273 @@
+"""The ``lookahead`` policy's capabilities, each pinned on a small hand-made state.
+
+Profiles here are deterministic (every quantile = the mean) and the policy runs with
+``adaptive=False, quantile="mean"``, so every predicted slot time is exact and hand-computable.
+"""
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from scheduler.engine import EngineListener
+from scheduler.policies import make_policy
+from scheduler.policies.exits import allowed_exits, pareto_exits
+from scheduler.policies.lookahead import ACCURACY_FLOOR, DEADLINE_INFEASIBLE, LookaheadPolicy
+from scheduler.profile import Profile
+from scheduler.simulator import simulate
+from scheduler.types import Outcome, Request
+from tests.core_helpers import TWO_MODELS, queues, req
+
+NOW = 1.0
+
+# A has a dominated exit: e3 is slower than e2 at every batch size and less accurate.
+DOMINATED = Profile.from_latencies("dominated", {
+    "A": {"e1": {1: 2.0, 2: 3.0, 3: 4.0, 4: 5.0}, "e2": {1: 4.0, 2: 6.0, 3: 8.0, 4: 10.0},
+          "e3": {1: 5.0, 2: 7.0, 3: 9.0, 4: 11.0}},
+    "B": {"e1": {1: 3.0, 2: 4.0, 3: 5.0, 4: 6.0}, "e2": {1: 8.0, 2: 10.0, 3: 12.0, 4: 14.0}},
+}, accuracy={"A": {"e1": 0.6, "e2": 0.8, "e3": 0.79}, "B": {"e1": 0.5, "e2": 0.9}})
+
+
+# TWO_MODELS with a spread: p99 = 1.3 x the mean, so slot times vary and the margin is learned.
+NOISY = Profile.from_dict({**TWO_MODELS.to_dict(), "models": {
+    m: {**spec, "latency_ms": {e: {b: {"mean": q["mean"], "p50": q["mean"] * 0.97, "p90": q["mean"] * 1.05,
+                                       "p95": q["mean"] * 1.1, "p99": q["mean"] * 1.3}
+                                   for b, q in per_batch.items()} for e, per_batch in spec["latency_ms"].items()}}
+    for m, spec in TWO_MODELS.to_dict()["models"].items()}})
+
+
+def exact(**options) -> LookaheadPolicy:
+    """The policy on exact slot times: no learned margin, no arrival reserve, no budget, unless asked."""
+    base = {"bmax": 4, "quantile": "mean", "adaptive": False, "reserve": False, "budget": False}
+    return LookaheadPolicy(**{**base, **options})
+
+
+def test_registered_and_options_are_validated():
+    assert isinstance(make_policy("lookahead"), LookaheadPolicy)
+    with pytest.raises(ValueError, match="shed must be one of"):
+        LookaheadPolicy(shed="sometimes")
+    with pytest.raises(ValueError, match="accuracy floor of 'A' must be in"):
+        LookaheadPolicy(floors={"A": 1.5})
+
+
+def test_saves_the_head_of_another_queue():
+    # A: four requests with 11 ms left; B: one with 12 ms left.
+    # Running A's batch at its deep exit (10 ms) meets A's own deadlines but then B, even alone at
+    # its shallowest exit (3 ms), would finish at 13 ms: doomed. A at e1 (5 ms) leaves B room.
+    a = [req(f"a{i}", "A", NOW - 0.009 + 0.001 * i, 20) for i in range(4)]
+    a = [Request(r.id, "A", r.arrival_s, NOW + 0.011) for r in a]
+    b = Request("b", "B", NOW - 0.010, NOW + 0.012)
+    qs = queues(TWO_MODELS, *a, b)
+    plan = exact().plan(NOW, qs, TWO_MODELS)
+    assert (plan.model, plan.exit, plan.batch_size, plan.predicted_ms) == ("A", "e1", 4, 5.0)
+    b_alone_ms = TWO_MODELS.latency_ms("B", "e1", 1, "mean")
+    assert NOW + (plan.predicted_ms + b_alone_ms) / 1000.0 <= b.deadline_s  # B's head is still saved
+    # Without the look-ahead the same state dooms B: A runs at e2 (10 ms), B cannot finish by 12 ms.
+    greedy = exact(lookahead=False).plan(NOW, qs, TWO_MODELS)
+    assert (greedy.model, greedy.exit) == ("A", "e2")
+    assert NOW + (greedy.predicted_ms + b_alone_ms) / 1000.0 > b.deadline_s
+
+
+def test_reserve_keeps_room_for_a_fresh_arrival_of_another_model():
+    # Only B is queued (30 ms left). A's recent requests carried 12 ms deadlines: with the reserve,
+    # B's slot must leave an A request arriving now 2 ms (A alone at e1) before its 12 ms deadline,
+    # so B's e2 (8 ms) fits but nothing longer would; without history there is nothing to reserve.
+    policy = exact(reserve=True, bmax=4)
+    b = [Request(f"b{i}", "B", NOW - 0.001, NOW + 0.030) for i in range(4)]  # e2 at batch 4 = 14 ms
+    qs = queues(TWO_MODELS, *b)
+    assert exact(reserve=True).plan(NOW, qs, TWO_MODELS).exit == "e2"
+    from scheduler.types import Plan, SlotResult
+
+    a_done = Plan.run("A", "e1", (Request("old", "A", 0.5, 0.512),), 2.0)
+    policy.observe(a_done, SlotResult(2.0, ("e1",)))
+    plan = policy.plan(NOW, qs, TWO_MODELS)
+    # 12 ms - 2 ms for the fresh A request = 10 ms of room: e2 at batch 4 (14 ms) no longer fits.
+    assert (plan.model, plan.exit, plan.predicted_ms) == ("B", "e1", 6.0)
+
+
+def test_dominated_exit_is_never_chosen():
+    assert pareto_exits([0.6, 0.8, 0.79], [[0, 2, 3], [0, 4, 6], [0, 5, 7]], 2) == (0, 1)
+    assert allowed_exits(DOMINATED, 4) == {"A": (0, 1), "B": (0, 1)}
+    roomy = req("a", "A", NOW - 0.001, 100)
+    plan = exact().plan(NOW, queues(DOMINATED, roomy), DOMINATED)
+    assert (plan.model, plan.exit) == ("A", "e2")  # the most accurate exit, not the deepest
+    # Accuracy-blind, the deepest feasible exit is the dominated one.
+    assert exact(accuracy_aware=False).plan(NOW, queues(DOMINATED, roomy), DOMINATED).exit == "e3"
+
+
+def test_seed_profile_final_exits_are_dominated():
+    from scheduler.paths import seed_profile_path
+
+    path = seed_profile_path()
+    if not path.exists():
+        pytest.skip(f"seed profile not found at {path}")
+    seed = Profile.load(path)
+    for model, exits in allowed_exits(seed, 10).items():
+        names = [seed.model(model).exits[e] for e in exits]
+        assert "final" not in names and "layer3" in names
+
+
+def test_most_accurate_exit_that_keeps_the_deadline():
+    # 7 ms left: A alone at e2 (4 ms) fits; with batch 3 e2 takes 8 ms, so e1 (4 ms).
+    one = [req("a", "A", NOW - 0.013, 20)]
+    assert exact().plan(NOW, queues(TWO_MODELS, *one), TWO_MODELS).exit == "e2"
+    three = [req(f"a{i}", "A", NOW - 0.013, 20) for i in range(3)]
+    plan = exact().plan(NOW, queues(TWO_MODELS, *three), TWO_MODELS)
+    assert (plan.exit, plan.batch_size, plan.predicted_ms) == ("e1", 3, 4.0)
+
+
+def test_mixed_deadlines_in_one_queue():
+    # Arrival order: a 200 ms request, then an 8 ms one. The short one goes first and sets the exit.
+    long_ = req("long", "A", NOW - 0.010, 200)
+    short = req("short", "A", NOW - 0.005, 9)  # 4 ms left
+    qs = queues(TWO_MODELS, long_, short)
+    assert exact(bmax=1).plan(NOW, qs, TWO_MODELS).requests == (short,)
+    both = exact().plan(NOW, qs, TWO_MODELS)
+    assert both.requests == (short, long_)
+    assert (both.exit, both.predicted_ms) == ("e1", 3.0)  # e2 at batch 2 (6 ms) would miss the 4 ms
+    # In arrival order (edf_batches off) the long request would take the only seat.
+    assert exact(bmax=1, edf_batches=False).plan(NOW, qs, TWO_MODELS).requests == (long_,)
+
+
+def test_hopeless_request_is_dropped_early():
+    hopeless = req("h", "A", NOW - 0.019, 20)  # 1 ms left; A alone at e1 takes 2 ms
+    fine = req("f", "A", NOW - 0.001, 20)
+    plan = exact(shed="drop").plan(NOW, queues(TWO_MODELS, hopeless, fine), TWO_MODELS)
+    assert plan.drop == (hopeless,) and plan.requests == (fine,)
+    # With shedding off it runs (late) with the rest.
+    kept = exact(shed="off").plan(NOW, queues(TWO_MODELS, hopeless, fine), TWO_MODELS)
+    assert kept.drop == () and hopeless in kept.requests
+
+
+def test_hopeless_request_is_rejected_at_admission_when_configured():
+    policy = exact(shed="reject")
+    assert policy.admit(NOW, req("x", "A", NOW, 1.5), queues(TWO_MODELS), TWO_MODELS) == DEADLINE_INFEASIBLE
+    assert policy.admit(NOW, req("y", "A", NOW, 4), queues(TWO_MODELS), TWO_MODELS) is None
+    # Four queued A requests due in 4 ms come first: at least e1 x 4 (5 ms) + 2 ms before a new one.
+    backlog = [Request(f"q{i}", "A", NOW, NOW + 0.004) for i in range(4)]
+    assert policy.admit(NOW, req("z", "A", NOW, 5), queues(TWO_MODELS, *backlog), TWO_MODELS) == DEADLINE_INFEASIBLE
+    assert exact(shed="drop").admit(NOW, req("x", "A", NOW, 1.5), queues(TWO_MODELS), TWO_MODELS) is None
+
+
+def test_salvage_answers_late_requests_only_with_spare_time_and_drops_stale_ones():
+    late = req("late", "B", NOW - 0.019, 20)  # 1 ms left, B alone needs 3 ms: hopeless
+    policy = exact(shed="salvage", salvage_ms=100)
+    alone = policy.plan(NOW, queues(TWO_MODELS, late), TWO_MODELS)
+    assert alone.requests == (late,) and alone.drop == ()  # nothing else to do: answer it late
+    # An A request that must start within 1 ms (5 ms left, e2 takes 4 ms) goes first.
+    urgent = req("urgent", "A", NOW - 0.015, 20)
+    assert policy.plan(NOW, queues(TWO_MODELS, late, urgent), TWO_MODELS).requests == (urgent,)
+    # Over salvage_ms past its deadline it is dropped.
+    stale = req("stale", "B", NOW - 0.150, 20)
+    assert policy.plan(NOW, queues(TWO_MODELS, stale, urgent), TWO_MODELS).drop == (stale,)
+
+
+def test_accuracy_floor_limits_exits_and_rejects_with_a_reason():
+    policy = exact(floors={"A": 0.7})  # A's e1 (0.6) is below the floor
+    assert policy.admit(NOW, req("a", "A", NOW, 3), queues(TWO_MODELS), TWO_MODELS) == ACCURACY_FLOOR
+    assert policy.admit(NOW, req("b", "A", NOW, 1), queues(TWO_MODELS), TWO_MODELS) == DEADLINE_INFEASIBLE
+    assert policy.admit(NOW, req("c", "A", NOW, 5), queues(TWO_MODELS), TWO_MODELS) is None
+    assert policy.admit(NOW, req("d", "B", NOW, 1), queues(TWO_MODELS), TWO_MODELS) is None  # B has no floor
+    urgent = [req(f"u{i}", "A", NOW - 0.015, 20) for i in range(2)]  # 5 ms left: e1 fits, e2 (6 ms) does not
+    plan = policy.plan(NOW, queues(TWO_MODELS, *urgent), TWO_MODELS)
+    assert plan.exit == "e2" and plan.batch_size == 1  # one of them at the floor, never e1
+    unreachable = exact(floors={"A": 0.95})
+    assert unreachable.admit(NOW, req("e", "A", NOW, 100), queues(TWO_MODELS), TWO_MODELS) == ACCURACY_FLOOR
+
+
+def test_budget_steps_the_least_efficient_model_down_first():
+    from scheduler.policies.budget import ExitBudget
+
+    expected = {m: TWO_MODELS.table("mean").rows[m] for m in TWO_MODELS.model_names}
+    budget = ExitBudget(("A", "B"), {"A": (0, 1), "B": (0, 1)}, bmax=4, target_load=0.5, adapt=False,
+                        burst_horizon_s=None)
+    budget.set_costs(expected, {m: TWO_MODELS.model(m).accuracy for m in TWO_MODELS.model_names})
+    for i in range(200):  # 200 requests/s each over one second
+        budget.arrival("A", i / 200)
+        budget.arrival("B", i / 200)
+    budget.solve(1.0)
+    # Per request at batch 4: A e1 1.25 -> e2 2.5 ms (+0.2 acc: 0.16/ms); B e1 1.5 -> e2 3.5 ms (+0.4: 0.2/ms).
+    # Base load 200 x (1.25 + 1.5) = 550 ms/s leaves -50 of a 500 ms/s budget: nothing is affordable.
+    assert (budget.cap("A"), budget.cap("B")) == (0, 0)
+    budget.target_load = 1.0
+    budget.solve(1.0)
+    # 450 ms/s to spend: B's upgrade (400 ms/s, more accuracy per ms) first, then a part of A's (250).
+    assert budget.cap("B") == 1
+    assert budget.describe()["split"][:2] == ("A", 1)
+
+
+class _Plans(EngineListener):
+    def __init__(self) -> None:
+        self.exits: list[tuple[str, str]] = []
+
+    def slot_done(self, plan, slot, decision_ms) -> None:
+        self.exits.append((plan.model, plan.exit))
+
+
+@st.composite
+def workloads(draw):
+    n = draw(st.integers(1, 80))
+    gaps = draw(st.lists(st.floats(0.0, 0.006), min_size=n, max_size=n))
+    models = draw(st.lists(st.sampled_from(["A", "B"]), min_size=n, max_size=n))
+    slos = draw(st.lists(st.sampled_from([1.0, 5.0, 20.0, 50.0, 200.0]), min_size=n, max_size=n))
+    t, rs = 0.0, []
+    for i in range(n):
+        t += gaps[i]
+        rs.append(Request(str(i), models[i], t, t + slos[i] / 1000.0))
+    options = {
+        "bmax": draw(st.integers(1, 4)),
+        "shed": draw(st.sampled_from(["drop", "salvage", "reject", "off"])),
+        "lookahead": draw(st.booleans()),
+        "reserve": draw(st.booleans()),
+        "budget": draw(st.booleans()),
+        "adaptive": draw(st.booleans()),
+        "edf_batches": draw(st.booleans()),
+        "floors": draw(st.sampled_from([None, {"A": 0.7}, {"B": 0.95}])),
+    }
+    return rs, options, draw(st.integers(0, 3))
+
+
+@settings(max_examples=120, deadline=None)
+@given(workloads())
+def test_never_breaks_engine_invariants(case):
+    requests, options, seed = case
+    profile = NOISY
+    policy = LookaheadPolicy(**options)
+    plans = _Plans()
+    results = simulate(requests, profile, policy, seed=seed, listeners=[plans])
+    assert [r.request.id for r in results] == [r.id for r in requests]  # exactly one outcome each
+    allowed = allowed_exits(profile, policy.bmax, options["floors"])
+    for model, exit in plans.exits:
+        assert profile.model(model).exit_index(exit) in allowed[model]  # no dominated / below-floor exit
+    for r in results:
+        assert r.outcome in Outcome
+        if r.outcome.completed:
+            assert r.batch_size <= policy.bmax
+        if options["floors"] and r.request.model in options["floors"] and not allowed[r.request.model]:
+            assert r.outcome is Outcome.REJECTED and r.reason == ACCURACY_FLOOR
+
+
+def test_decisions_do_not_change_the_queues():
+    a = [req(f"a{i}", "A", NOW - 0.001 * i, 20) for i in range(30)]
+    qs = queues(TWO_MODELS, *a, req("late", "B", NOW - 0.05, 20))
+    before = {m: list(q) for m, q in qs.items()}
+    for shed in ("drop", "salvage", "reject", "off"):
+        LookaheadPolicy(bmax=4, shed=shed).plan(NOW, qs, TWO_MODELS)
+    assert {m: list(q) for m, q in qs.items()} == before
+    assert np.all(np.diff([r.arrival_s for r in qs["A"]]) <= 0)
+
+
+def test_edf_slack_pools_the_deviation_of_a_chain():
+    from scheduler.policies.slack import EdfSlack
+
+    # Model 0 waits with two batches (due at 10 and 20 ms, 3 ms each); model 1 leaves one (due 12 ms, 4 ms).
+    edf = EdfSlack(0.0, [[(0.010, 3.0), (0.020, 3.0)], []], [[], [(0.012, 4.0)]], spread=0.0)
+    # Candidate 1 runs: EDF order 10 (3), 12 (4), 20 (3) -> min(10-3, 12-7, 20-10) = 5 ms.
+    assert edf.slack_ms(1) == pytest.approx(5.0)
+    assert edf.slack_ms(0) == pytest.approx(float("inf"))  # model 0 runs: model 1 leaves nothing behind
+    assert edf.slack_ms(-1) == pytest.approx(min(10 - 3, 20 - 6))
+    # A 30% margin: the chain pays 0.3 x sqrt(sum of squares), not 0.3 x the sum.
+    spread = EdfSlack(0.0, [[(0.010, 3.0), (0.020, 3.0)], []], [[], [(0.012, 4.0)]], spread=0.3)
+    assert spread.slack_ms(1) == pytest.approx(min(10 - 3 - 0.3 * 3, 12 - 7 - 0.3 * 5, 20 - 10 - 0.3 * 34**0.5))
+    assert spread.slack_ms(1, extra=(0.011, 1.0)) == pytest.approx(
+        min(10 - 3 - 0.3 * 3, 11 - 4 - 0.3 * 10**0.5, 12 - 8 - 0.3 * 26**0.5, 20 - 11 - 0.3 * 35**0.5))
