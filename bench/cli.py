@@ -10,6 +10,7 @@ HELP = "run a benchmark suite (overhead, ...)"
 SUITES = {
     "overhead": "bench.overhead",
     "sim": "bench.sim",
+    "serve-overhead": "bench.serve_overhead",
 }
 
 

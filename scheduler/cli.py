@@ -15,8 +15,12 @@ COMMANDS = {
     "demo": "scheduler.cli_demo",
     "simulate": "scheduler.cli_simulate",
     "bench": "bench.cli",
+    "train": "models.cli_train",
+    "profile": "models.cli_profile",
     "trace": "workloads.cli_trace",
     "replay": "workloads.cli_replay",
+    "serve": "scheduler.cli_serve",
+    "submit": "scheduler.cli_submit",
 }
 
 

@@ -181,6 +181,14 @@ class Engine:
             if not any(self.queues.values()):
                 self._cond.wait(timeout_s)
 
+    def wait_for_arrival(self, until_s: float, max_wait_s: float = 0.5) -> None:
+        """Block until a request is queued, ``wake()`` is called, or the clock reaches ``until_s``
+        (at most ``max_wait_s``), for a live driver honouring a policy's choice to idle."""
+        with self._cond:
+            remaining_s = min(until_s - self.clock.now(), max_wait_s)
+            if remaining_s > 0:
+                self._cond.wait(remaining_s)  # submit() and wake() notify; the driver then re-plans
+
     def wake(self) -> None:
         with self._cond:
             self._cond.notify_all()

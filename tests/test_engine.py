@@ -139,3 +139,18 @@ def test_decision_time_is_measured_with_the_injected_timer():
     engine.step()
     assert rec.slots[0][2] == pytest.approx(0.025)
     assert isinstance(rec.slots[0][1], SlotResult)
+
+
+def test_wait_for_arrival_returns_early_when_a_request_is_queued():
+    import threading
+
+    from scheduler.clock import RealClock
+
+    clock = RealClock()
+    engine = Engine(TWO_MODELS, make_policy("symphony", bmax=2), ProfileExecutor(TWO_MODELS, clock,
+                    np.random.default_rng(0)), clock)
+    threading.Timer(0.05, lambda: engine.submit(req("a", "A", clock.now(), 50))).start()
+    start = clock.now()
+    engine.wait_for_arrival(start + 30.0, max_wait_s=30.0)
+    assert clock.now() - start < 10.0  # woken by the submit, not by the 30 s timeout
+    assert engine.pending() == 1
