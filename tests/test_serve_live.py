@@ -1,6 +1,7 @@
 """Live serving on a real Ray Serve cluster (one per module, two logical GPUs, two applications).
 
-``edgeserving``: ray_config.yaml as shipped (the torch demo zoo, the reference policy) at ``/``.
+``edgeserving``: ray_config.yaml (the torch demo zoo) with the reference policy at ``/``, whose exit rule
+(the deepest exit that meets the deadlines) these tests pin.
 ``strict``: a profile-executor worker at ``/strict`` with the clockwork policy, infeasible
 deadlines refused, a small queue, Bmax 1 and a small payload limit, so every refusal is reachable.
 Module teardown checks the accounting of both: requests in = sum of outcomes, queues empty.
@@ -20,6 +21,7 @@ import numpy as np
 import pytest
 
 from scheduler.client import AsyncEdgeClient, EdgeClient
+from scheduler.policies import REFERENCE_POLICY
 from tests.conftest import free_port, metric_sum, scrape, write_profile
 
 pytestmark = pytest.mark.serve
@@ -36,6 +38,7 @@ def cluster(request, tmp_path_factory):
 
     raw_args = deploy.worker_app(deploy.load_serve_config())["args"]
     main_args = deploy.use_demo_zoo(raw_args, print) if _missing(raw_args) else {}
+    main_args["policy"] = REFERENCE_POLICY
     profile = write_profile(tmp_path_factory.mktemp("strict") / "strict.json", STRICT_MS)
     SERVE_CLUSTER["apps"] = {
         "edgeserving": {"args": main_args},

@@ -14,6 +14,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from scheduler.paths import REPO_ROOT
+from scheduler.policies import DEFAULT_POLICY
+from scheduler.profile import MAX_BATCH
 
 QUANTILE_NAMES = ("mean", "p50", "p90", "p95", "p99")
 
@@ -60,8 +62,8 @@ class ServingConfig(BaseModel):
         "torch", description="torch: run the zoo's checkpoints; profile: sleep profiled slot times (no weights)")
     profile: str = Field(description="profile JSON the policy plans with (and, with executor: profile, draws from)")
     models: dict[str, ModelConfig] = Field(description="served models by name; each must be in the profile")
-    policy: str = Field("edgeserving", description="scheduling policy by registry name")
-    bmax: int = Field(8, ge=1, le=1024, description="largest batch one slot may run")
+    policy: str = Field(DEFAULT_POLICY, description="scheduling policy by registry name")
+    bmax: int = Field(8, ge=1, le=MAX_BATCH, description="largest batch one slot may run")
     quantile: Literal["mean", "p50", "p90", "p95", "p99"] = Field(
         "p95", description="profile quantile the policy predicts slot times with")
     queue_bound: int = Field(64, ge=1, description="per-model queue bound; a full queue answers 503 queue_full")
