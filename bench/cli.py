@@ -11,6 +11,8 @@ SUITES = {
     "overhead": "bench.overhead",
     "sim": "bench.sim",
     "serve-overhead": "bench.serve_overhead",
+    "live": "bench.live",
+    "fidelity": "bench.fidelity",
 }
 
 

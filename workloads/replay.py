@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -165,13 +165,15 @@ async def areplay_http(rows: Sequence[TraceRow], url: str = DEFAULT_URL, *, grac
                        max_requests: int | None = None, max_seconds: float | None = None,
                        judge: str = "server", label: str | None = None,
                        behind_ms: float = DEFAULT_BEHIND_MS,
-                       on_progress: ProgressFn | None = None) -> ReplayReport:
+                       on_progress: ProgressFn | None = None,
+                       paths: Mapping[str, str] | None = None) -> ReplayReport:
     """Open-loop replay over HTTP (see the module docstring).
 
     ``judge``: "server" keeps the server's MET/LATE; "client" re-judges completed requests by the
     client-side latency. ``label`` names the policy in the summary (default: the policy
     ``/v1/models`` reports, else "live"). ``on_progress(sent, done)`` is called as requests go
-    out and come back.
+    out and come back. ``paths`` maps a model to the path its requests are POSTed to (default
+    ``/v1/infer`` for every model), for servers that route by path, such as one application per model.
     """
     if judge not in JUDGES:
         raise ValueError(f"unknown judge {judge!r}; choose one of {', '.join(JUDGES)}")
@@ -190,7 +192,7 @@ async def areplay_http(rows: Sequence[TraceRow], url: str = DEFAULT_URL, *, grac
         missing = sorted({r.model for r in chosen} - served)
         if missing:
             raise ValueError(f"the trace uses model(s) {missing} that {url} does not serve; it serves {sorted(served)}")
-        run = _LiveRun(client, live, judge, grace_ms / 1000.0, on_progress)
+        run = _LiveRun(client, live, judge, grace_ms / 1000.0, on_progress, paths)
         await run.send_all(chosen)
     results = run.results_in_order()
     lags = np.asarray(run.lag_s) * 1000.0
@@ -219,8 +221,9 @@ class _LiveRun:
     """State of one live replay: the schedule, the in-flight tasks and the per-request records."""
 
     def __init__(self, client: httpx.AsyncClient, live: LiveModels, judge: str, grace_s: float,
-                 on_progress: ProgressFn | None) -> None:
+                 on_progress: ProgressFn | None, paths: Mapping[str, str] | None = None) -> None:
         self.client = client
+        self.paths = dict(paths or {})
         self.live = live
         self.judge = judge
         self.grace_s = grace_s
@@ -261,8 +264,8 @@ class _LiveRun:
         t_start = time.perf_counter()
         try:
             resp = await asyncio.wait_for(
-                self.client.post("/v1/infer", content=body, headers={"content-type": "application/json"},
-                                 extensions={"trace": trace}),
+                self.client.post(self.paths.get(row.model, "/v1/infer"), content=body,
+                                 headers={"content-type": "application/json"}, extensions={"trace": trace}),
                 timeout_s)
             latency_ms = (time.perf_counter() - t_start) * 1000.0
             try:

@@ -1,0 +1,327 @@
+"""``edgeserving bench fidelity``: one trace live on Ray Serve and in the simulator, compared.
+
+For each policy (default: the reference and the best one), on one worker:
+
+1. **idle calibration**: ``--calibrate`` requests one at a time, loose deadline; each gives
+   ``client latency - slot_ms`` (client, HTTP, proxy and the worker's parsing, hand-off and
+   decision: everything the simulator does not model) and the worker's own pre-slot time;
+2. **calibration at load**: ``--calibrate-s`` seconds of open-loop Poisson traffic at the trace's
+   mean rate per model (same deadline classes, its own seed; not the trace being predicted):
+   the slot times the worker measures there (as ratios to the profile's mean) and the time each
+   request spends outside the worker (client latency - queue_ms - slot_ms);
+3. **live replay** of the trace (open loop, the worker judging MET/LATE);
+4. **simulations** of the same rows with the worker's profile, policy settings (Bmax, quantile)
+   and admission (queue bound), seeded: once with the profile's slot times, once with slot times
+   drawn from the ratios measured at load (``fidelity_metrics.MeasuredSlotExecutor``);
+5. four comparisons (``bench.fidelity_metrics``): *server / profile* (the worker's own latency,
+   ``queue_ms + slot_ms``, and verdicts against the plain simulation: the engine and the profile
+   alone); *client / profile + idle overhead* (client latency and verdicts against the plain
+   simulation plus idle-overhead samples); *client / measured slots + overhead at load* (against
+   the measured-slot simulation plus outside-the-worker samples at load and the idle pre-slot
+   time); *client / + CPU queue*: the 2 cores as a FIFO queue in front of the engine, each request
+   costing the CPU time measured per request at load (all processes of the run, minus their idle
+   background and the model's own slot time), so a burst beyond the cores' capacity backs up before
+   the engine sees it (the cores the idle machine keeps busy, ``/proc/stat``, are reported beside
+   it); the engine then runs on those delayed arrivals with measured slot times, and the idle
+   overhead is added. Then the live slot times against the profile per model and exit, and the
+   policy's own predictions from the worker's metrics.
+
+Every added parameter is measured on separate traffic before the replay, never fitted to it. The
+target (simulated P95 within 10% of the live one, violation ratio within 2 points) is judged on
+the last comparison, the full model of what a client sees. ``--reprofile`` measures the profile
+first, on this machine as it is now (``edgeserving profile``), and serves and simulates with it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+HELP = "simulator fidelity: one trace live and simulated, violation ratio, P50, P95 and slot times compared"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--trace", default=None, help="trace CSV (default: the bundled bursty trace, bench/traces)")
+    p.add_argument("--seconds", type=float, default=None, help="replay only the first S seconds of the trace")
+    p.add_argument("--config", default=None, help="Ray Serve config (default: ray_config.yaml)")
+    p.add_argument("--policies", default=None, help="comma-separated (default: the reference and the best policy)")
+    p.add_argument("--profile", default=None, help="profile to serve and simulate with (default: the config's)")
+    p.add_argument("--reprofile", action="store_true", help="measure the demo zoo's profile now and use it")
+    p.add_argument("--calibrate", type=int, default=150, help="closed-loop requests measuring the HTTP overhead "
+                   "(default 150)")
+    p.add_argument("--calibrate-s", type=float, default=20.0, help="seconds of open-loop Poisson traffic at the "
+                   "trace's mean rate measuring slot times and the HTTP path at load (default 20)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the simulation and the overhead draws")
+    p.add_argument("--quick", action="store_true", help="the first 20 s of the trace, 60 calibration requests")
+    p.add_argument("--out", default="out/bench-fidelity", help="output folder (default out/bench-fidelity)")
+    p.add_argument("--json", action="store_true", help="print the comparison as JSON")
+
+
+def run(args: argparse.Namespace) -> int:
+    from bench.live_harness import LiveHarness
+    from bench.live_workload import load_rows
+    from scheduler.console import status
+    from scheduler.policies import DEFAULT_POLICY, REFERENCE_POLICY, make_policy
+    from workloads.replay import bound_rows
+
+    policies = args.policies.split(",") if args.policies else [REFERENCE_POLICY, DEFAULT_POLICY]
+    for name in policies:
+        make_policy(name)
+    seconds = 20.0 if args.quick and args.seconds is None else args.seconds
+    calibrate = min(args.calibrate, 60) if args.quick else args.calibrate
+    calibrate_s = min(args.calibrate_s, 8.0) if args.quick else args.calibrate_s
+    if calibrate < 10:
+        raise ValueError(f"--calibrate must be >= 10 requests, got {calibrate}")
+    rows = bound_rows(load_rows(args.trace), max_seconds=seconds)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    profile_path = _reprofile(out) if args.reprofile else args.profile
+    t0 = time.perf_counter()
+    results = []
+    with LiveHarness(args.config, gpus=len(policies), log=status) as h:
+        extra = {"profile": str(Path(profile_path).resolve())} if profile_path else {}
+        targets = [h.deploy_edgeserving(name, name, **extra) for name in policies]
+        for target in targets:
+            results.append(_one_policy(h, target, rows, calibrate, calibrate_s, args.seed))
+    report = _report(results, out, len(rows), time.perf_counter() - t0, profile_path)
+    if args.json:
+        print(json.dumps(report, indent=2))
+    return 0
+
+
+def _reprofile(out: Path) -> str:
+    from scheduler.cli import main as cli_main
+    from scheduler.console import status
+
+    path = out / "profile.json"
+    status(f"re-profiling the demo zoo on this machine -> {path} (1 torch thread, batch 1-8)")
+    code = cli_main(["profile", "--batch-sizes", "1-8", "--repeats", "60", "--threads", "1", "--out", str(path)])
+    if code != 0:
+        raise RuntimeError(f"edgeserving profile failed with exit code {code}")
+    return str(path)
+
+
+def calibrate_overhead(target: Any, models: list[str], shapes: dict[str, tuple[int, ...]], n: int) -> list[dict]:
+    """``n`` closed-loop requests (models in turn, deadline 1 s): client latency and slot time of each."""
+    import httpx
+
+    from workloads.inputs import infer_body
+    from workloads.trace import TraceRow
+
+    out = []
+    with httpx.Client(base_url=target.url, timeout=10.0, trust_env=False) as client:
+        for i in range(n + 10):  # the first 10 warm the connection and are not kept
+            model = models[i % len(models)]
+            body = infer_body(TraceRow(0.0, model, 1000.0, f"cal-{i}", input_seed=10_000 + i), i, shapes[model])
+            t0 = time.perf_counter()
+            r = client.post("/v1/infer", content=body, headers={"content-type": "application/json"})
+            client_ms = (time.perf_counter() - t0) * 1000.0
+            payload = r.json()
+            if r.status_code != 200 or payload.get("slot_ms") is None:
+                raise RuntimeError(f"calibration request answered {r.status_code}: {payload}")
+            if i >= 10:
+                out.append({"model": model, "client_ms": client_ms, "slot_ms": float(payload["slot_ms"]),
+                            "queue_ms": float(payload["queue_ms"]), "worker_ms": float(payload["latency_ms"])})
+    return out
+
+
+def load_calibration_rows(rows: list, seconds: float, seed: int) -> list:
+    """A Poisson trace with the replayed trace's mean rate per model and its deadline classes (own seed):
+    the operating point at which the serving environment is measured, without the trace's bursts."""
+    import numpy as np
+
+    from workloads.generators import generate
+
+    span_s = max(rows[-1].arrival_s, 1e-3)
+    counts: dict[str, int] = {}
+    deadlines: dict[float, int] = {}
+    for r in rows:
+        counts[r.model] = counts.get(r.model, 0) + 1
+        deadlines[round(r.deadline_ms, 6)] = deadlines.get(round(r.deadline_ms, 6), 0) + 1
+    mix = [(d, n / len(rows)) for d, n in sorted(deadlines.items())]
+    return generate("poisson", {m: n / span_s for m, n in counts.items()}, mix, seconds,
+                    np.random.default_rng(seed + 7919))
+
+
+def _one_policy(h: Any, target: Any, rows: list, calibrate: int, calibrate_s: float, seed: int) -> dict[str, Any]:
+    import dataclasses
+
+    import httpx
+    import numpy as np
+
+    from bench import fidelity_metrics as fm
+    from bench.live_harness import cpu_snapshot
+    from scheduler.console import status
+    from scheduler.engine import AdmissionConfig
+    from scheduler.policies import make_policy
+    from scheduler.profile import Profile
+    from scheduler.serving.config import parse_config
+    from scheduler.simulator import simulate
+    from scheduler.summary import summarize
+    from workloads.live_models import parse_models
+    from workloads.replay import replay_simulated
+
+    cfg = parse_config(h.apps[target.app]["args"])
+    profile = Profile.load(cfg.profile_path)
+    name = target.label
+    live_models = parse_models(httpx.get(f"{target.url}/v1/models", timeout=10).json(), target.url)
+    status(f"{name}: calibrating the HTTP path at idle: {calibrate} requests, one at a time")
+    cal = calibrate_overhead(target, list(live_models.shapes), live_models.shapes, calibrate)
+    idle_overhead = fm.overhead_samples(cal)
+    pre_engine = np.asarray([c["queue_ms"] for c in cal])  # body read, validation, hand-off, decision (idle)
+    load_rows = load_calibration_rows(rows, calibrate_s, seed)
+    status(f"{name}: measuring the serving environment at load: {len(load_rows)} Poisson requests over "
+           f"{calibrate_s:g} s at the trace's mean rate")
+    idle_cpu_per_s, busy_cores = _idle_cpu_rate(cpu_snapshot)
+    cpu_before, t0 = cpu_snapshot(), time.perf_counter()
+    at_load = h.replay(target, load_rows, judge="server", description=f"calibration at load: {name}")
+    # Marginal CPU of the requests: what the run used beyond its idle background (controller, GCS, polls).
+    cpu_s = sum(cpu_snapshot().values()) - sum(cpu_before.values()) - idle_cpu_per_s * (time.perf_counter() - t0)
+    load_slots = fm.slots(at_load.results)
+    ratios = fm.slot_ratios(load_slots, profile)
+    # CPU each request costs outside its model's compute: the service time of the front-end queue.
+    service_ms = max(1000.0 * cpu_s - sum(s[3] for s in load_slots), 0.0) / len(load_rows)
+    # Not stretched by what other tenants keep busy: the kernel shares the cores fairly between runnable
+    # threads, so their load shows as slower slots and overhead (measured above), not as lost servers.
+    cores = os.cpu_count() or 1
+    rng = np.random.default_rng(seed)
+    outside = fm.outside_worker_ms(at_load.results)
+    load_overhead = rng.choice(outside, 4000) + rng.choice(pre_engine, 4000)
+    status(f"{name}: replaying {len(rows)} requests live")
+    before = h.scrape(target)
+    live = h.replay(target, rows, judge="server", description=f"live: {name}")
+    prediction = prediction_error(before, h.scrape(target))
+    status(f"{name}: simulating the same trace (profile slot times; measured slot times)")
+    admission = AdmissionConfig(queue_bound=cfg.queue_bound, reject_infeasible=cfg.reject_infeasible)
+    sim = replay_simulated(rows, profile, make_policy(cfg.policy, bmax=cfg.bmax, quantile=cfg.quantile), seed=seed,
+                           admission=admission)
+    env_results = simulate([r.to_request(0.0) for r in rows], profile,
+                           make_policy(cfg.policy, bmax=cfg.bmax, quantile=cfg.quantile), seed=seed,
+                           admission=admission,
+                           executor_factory=lambda clock, r: fm.MeasuredSlotExecutor(profile, clock, r, ratios))
+    waits = fm.frontend_waits([r.arrival_s for r in rows], service_ms, cores)
+    queued_rows = [dataclasses.replace(r, arrival_s=r.arrival_s + w / 1000.0) for r, w in zip(rows, waits)]
+    queued = simulate([r.to_request(0.0) for r in queued_rows], profile,
+                      make_policy(cfg.policy, bmax=cfg.bmax, quantile=cfg.quantile), seed=seed, admission=admission,
+                      executor_factory=lambda clock, r: fm.MeasuredSlotExecutor(profile, clock, r, ratios))
+    extra = waits + rng.choice(idle_overhead, len(rows))
+    live_server = summarize(fm.server_view(live.results), profile, name)
+    live_client = summarize(fm.client_view(live.results), profile, name)
+    gaps = [fm.Gap("server: profile", live_server, summarize(sim.results, profile, name)),
+            fm.Gap("client: profile + idle HTTP overhead", live_client,
+                   summarize(fm.with_overhead(sim.results, idle_overhead, rng), profile, name)),
+            fm.Gap("client: measured slots + overhead at load", live_client,
+                   summarize(fm.with_overhead(env_results, load_overhead, rng), profile, name)),
+            fm.Gap(f"client: + {cores}-core CPU queue ({service_ms:.1f} ms/request)", live_client,
+                   summarize(fm.shifted(queued, extra), profile, name))]
+    return {"policy": name, "gaps": gaps, "live": live, "sim": sim, "profile": profile, "overhead": idle_overhead,
+            "load_overhead": load_overhead, "ratios": ratios, "calibration": cal, "prediction": prediction,
+            "live_slots": fm.slots(live.results), "sim_slots": fm.slots(sim.results),
+            "env_slots": fm.slots(env_results), "service_ms": service_ms, "cores": cores, "busy_cores": busy_cores,
+            "frontend_wait_ms": {"p50": float(np.percentile(waits, 50)), "p95": float(np.percentile(waits, 95))}}
+
+
+def _idle_cpu_rate(snapshot: Any, seconds: float = 3.0) -> tuple[float, float]:
+    """With no traffic: CPU seconds per second this run's processes use (Ray's own background), and the
+    cores the whole machine keeps busy (that background plus every other tenant), from /proc/stat."""
+    before, t0, machine = snapshot(), time.perf_counter(), _machine_jiffies()
+    time.sleep(seconds)
+    mine = (sum(snapshot().values()) - sum(before.values())) / (time.perf_counter() - t0)
+    busy, total = (b - a for a, b in zip(machine, _machine_jiffies()))
+    return mine, (os.cpu_count() or 1) * busy / max(total, 1)
+
+
+def _machine_jiffies() -> tuple[int, int]:
+    """(busy, total) jiffies of all CPUs since boot (``/proc/stat``; idle and iowait are not busy)."""
+    with open("/proc/stat") as f:
+        values = [int(v) for v in f.readline().split()[1:]]
+    idle = values[3] + (values[4] if len(values) > 4 else 0)
+    return sum(values[:8]) - idle, sum(values[:8])
+
+
+def prediction_error(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
+    """The policy's own slot predictions over the replay, from the worker's metrics: slots, mean measured and
+    mean (measured - predicted) slot time in ms (``edgeserving_slot_seconds``,
+    ``edgeserving_slot_prediction_error_seconds``)."""
+    from bench.live_harness import metric_total
+
+    def delta(name: str) -> float:
+        return metric_total(after, name) - metric_total(before, name)
+
+    n = delta("edgeserving_slot_prediction_error_seconds_count")
+    if n <= 0:
+        return {"slots": 0}
+    measured_ms = 1000.0 * delta("edgeserving_slot_seconds_sum") / n
+    error_ms = 1000.0 * delta("edgeserving_slot_prediction_error_seconds_sum") / n
+    return {"slots": int(n), "measured_mean_ms": measured_ms, "predicted_mean_ms": measured_ms - error_ms,
+            "mean_error_ms": error_ms}
+
+
+def _report(results: list[dict], out: Path, n_rows: int, wall_s: float, profile_path: str | None) -> dict[str, Any]:
+    import numpy as np
+
+    from bench import fidelity_metrics as fm
+    from bench.live import _loadavg
+    from scheduler.console import print_table, say
+
+    report: dict[str, Any] = {"requests": n_rows, "wall_s": wall_s, "load_average": _loadavg(),
+                              "profile": profile_path or "the config's", "policies": []}
+    md = []
+    for r in results:
+        name, gaps = r["policy"], r["gaps"]
+        rows = [g.row() for g in gaps]
+        title = f"fidelity: {name}, {n_rows} requests, live vs simulated"
+        print_table(title, fm.GAP_HEADER, rows)
+        header, live_rows, live_overall = fm.slot_rows(r["live_slots"], r["profile"])
+        print_table(f"{name}: live slot times against the profile (ratio = measured / profile mean)", header,
+                    live_rows)
+        _, _, sim_overall = fm.slot_rows(r["sim_slots"], r["profile"])
+        _, _, env_overall = fm.slot_rows(r["env_slots"], r["profile"])
+        ov = r["overhead"]
+        client = gaps[-1]
+        lag = r["live"].lag
+        live_err, sim_err = live_overall.get("mean_rel_error", 0.0), sim_overall.get("mean_rel_error", 0.0)
+        say(f"{name}: HTTP overhead (calibrated, one request at a time) p50 {np.percentile(ov, 50):.2f} ms, "
+            f"p95 {np.percentile(ov, 95):.2f} ms; live slots averaged {100 * live_err:+.1f}% "
+            f"vs the profile's mean; simulated slots {100 * sim_err:+.1f}% (profile), "
+            f"{100 * env_overall.get('mean_rel_error', 0.0):+.1f}% (measured at load); "
+            f"overhead at load p50 {np.percentile(r['load_overhead'], 50):.2f} ms, "
+            f"p95 {np.percentile(r['load_overhead'], 95):.2f} ms; "
+            f"send lag p99 {lag.p99_ms if lag else float('nan'):.1f} ms; the idle machine kept "
+            f"{r['busy_cores']:.2f} of {r['cores']} cores busy before the calibration")
+        pred = r["prediction"]
+        if pred.get("slots"):
+            say(f"{name}: the policy's own slot predictions (worker metrics, {pred['slots']} slots): predicted mean "
+                f"{pred['predicted_mean_ms']:.2f} ms, measured {pred['measured_mean_ms']:.2f} ms "
+                f"(error {pred['mean_error_ms']:+.2f} ms per slot)")
+        say(f"{name}: target (client view, environment measured at load: P95 within 10%, violations within "
+            "2 points): "
+            f"{'MET' if client.met else 'NOT MET'}")
+        md += [f"### {name}", "", _md(fm.GAP_HEADER, rows), "", _md(header, live_rows), ""]
+        report["policies"].append({
+            "policy": name, "views": [g.to_dict() for g in gaps], "target_met": client.met,
+            "overhead_ms": {"p50": float(np.percentile(ov, 50)), "p95": float(np.percentile(ov, 95)),
+                            "mean": float(ov.mean()), "samples": len(ov)},
+            "load_overhead_ms": {"p50": float(np.percentile(r["load_overhead"], 50)),
+                                 "p95": float(np.percentile(r["load_overhead"], 95))},
+            "live_slots": live_overall, "sim_slots": sim_overall, "env_slots": env_overall,
+            "policy_prediction": r["prediction"],
+            "frontend": {"service_ms": r["service_ms"], "cores": r["cores"], "busy_cores_idle": r["busy_cores"],
+                         "wait_ms": r["frontend_wait_ms"]},
+            "replay": r["live"].to_json()["replay"]})
+        r["live"].write_results(out / f"live-{name}.csv")
+        r["sim"].write_results(out / f"sim-{name}.csv")
+    (out / "fidelity.md").write_text("\n".join(md))
+    (out / "fidelity.json").write_text(json.dumps(report, indent=2))
+    say(f"wrote {out / 'fidelity.md'}, {out / 'fidelity.json'} and the per-request results ({wall_s:.0f} s in all)")
+    return report
+
+
+def _md(header: list[str], rows: list[list[str]]) -> str:
+    from bench.live_report import markdown
+
+    return markdown(header, rows)

@@ -1,0 +1,250 @@
+"""Comparing a live replay with the simulator's run of the same trace (pure functions, no Ray).
+
+Two views of a live run, so a gap can be traced to its source:
+
+- **server view**: what the worker saw. Latency = ``queue_ms + slot_ms`` from the worker's answer
+  (from the moment its handler received the request to the end of its slot) and the worker's own
+  MET/LATE. The simulator models exactly this part (engine, policy, slot times), so a gap here is
+  the profile (slot times off on the live worker: contention, stale profile) or the engine thread's
+  scheduling delays.
+- **client view**: the replayer's latency (send to answer: client, HTTP, Ray Serve proxy, the
+  worker's request handling, the engine) and MET/LATE judged on it. The simulator knows nothing of
+  the HTTP path, so its latencies get a **measured** per-request overhead added: samples of
+  ``client latency - slot_ms`` taken one request at a time on the idle server before the replay
+  (``overhead_samples``), drawn per request with a seeded generator. It is a calibration measured
+  like a profile, never fitted to the replay it predicts.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from scheduler.profile import Profile
+from scheduler.types import Outcome, RequestResult
+
+P95_TOLERANCE = 0.10  # target: simulated P95 within 10% of the live one
+VIOLATION_TOLERANCE = 0.02  # target: violation ratio within 2 points
+
+
+def _with_latency(r: RequestResult, latency_ms: float) -> RequestResult:
+    outcome = Outcome.MET if latency_ms <= r.request.slo_ms else Outcome.LATE
+    return dataclasses.replace(r, finish_s=r.request.arrival_s + latency_ms / 1000.0, outcome=outcome)
+
+
+def server_view(results: Sequence[RequestResult]) -> list[RequestResult]:
+    """Live results with the worker-side latency (queue + slot); outcomes as the worker judged them."""
+    out = []
+    for r in results:
+        if r.outcome.completed and r.queue_ms is not None and r.slot_ms is not None:
+            latency_ms = r.queue_ms + r.slot_ms
+            out.append(dataclasses.replace(r, finish_s=r.request.arrival_s + latency_ms / 1000.0))
+        else:
+            out.append(r)
+    return out
+
+
+def client_view(results: Sequence[RequestResult]) -> list[RequestResult]:
+    """Live results judged on the client-side latency (MET when within the request's deadline)."""
+    return [_with_latency(r, r.latency_ms) if r.outcome.completed and r.latency_ms is not None else r
+            for r in results]
+
+
+def with_overhead(results: Sequence[RequestResult], overhead_ms: Sequence[float],
+                  rng: np.random.Generator) -> list[RequestResult]:
+    """Simulated results as a client would see them: each completed request's latency plus one overhead
+    sample (drawn with replacement), re-judged against its deadline."""
+    samples = np.asarray(overhead_ms, dtype=float)
+    if samples.size == 0:
+        raise ValueError("no overhead samples: calibrate with at least one request")
+    draws = rng.choice(samples, size=len(results))
+    return [_with_latency(r, r.latency_ms + float(d)) if r.outcome.completed and r.latency_ms is not None else r
+            for r, d in zip(results, draws)]
+
+
+def overhead_samples(calibration: Sequence[Mapping[str, float]]) -> np.ndarray:
+    """``client_ms - slot_ms`` of each calibration request (closed loop on the idle server)."""
+    return np.asarray([c["client_ms"] - c["slot_ms"] for c in calibration], dtype=float)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Gap:
+    """Live against simulated on one view: the target is P95 within 10% and violations within 2 points."""
+
+    view: str
+    live: Mapping[str, Any]  # summaries (scheduler.summary.summarize)
+    sim: Mapping[str, Any]
+
+    @property
+    def violation_points(self) -> float:
+        return self.sim["violation_ratio"] - self.live["violation_ratio"]
+
+    def rel(self, key: str) -> float | None:
+        live, sim = self.live[key], self.sim[key]
+        return None if live in (None, 0) or sim is None else (sim - live) / live
+
+    @property
+    def met(self) -> bool:
+        p95 = self.rel("p95_ms")
+        return p95 is not None and abs(p95) <= P95_TOLERANCE and abs(self.violation_points) <= VIOLATION_TOLERANCE
+
+    def row(self) -> list[str]:
+        def pct(v: float | None) -> str:
+            return "-" if v is None else f"{100 * v:+.1f}%"
+
+        def ms(v: float | None) -> str:
+            return "-" if v is None else f"{v:.1f}"
+
+        return [self.view, f"{100 * self.live['violation_ratio']:.2f}", f"{100 * self.sim['violation_ratio']:.2f}",
+                f"{100 * self.violation_points:+.2f}", ms(self.live["p50_ms"]), ms(self.sim["p50_ms"]),
+                pct(self.rel("p50_ms")), ms(self.live["p95_ms"]), ms(self.sim["p95_ms"]), pct(self.rel("p95_ms")),
+                "yes" if self.met else "no"]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"view": self.view, "live_violation_ratio": self.live["violation_ratio"],
+                "sim_violation_ratio": self.sim["violation_ratio"], "violation_points": self.violation_points,
+                "live_p50_ms": self.live["p50_ms"], "sim_p50_ms": self.sim["p50_ms"], "p50_rel": self.rel("p50_ms"),
+                "live_p95_ms": self.live["p95_ms"], "sim_p95_ms": self.sim["p95_ms"], "p95_rel": self.rel("p95_ms"),
+                "target_met": self.met}
+
+
+GAP_HEADER = ["view", "live viol %", "sim viol %", "diff (points)", "live P50", "sim P50", "P50 err",
+              "live P95", "sim P95", "P95 err", "target met"]
+
+
+def slots(results: Sequence[RequestResult]) -> list[tuple[str, str, int, float]]:
+    """The distinct slots behind completed results: (model, exit, batch size, slot ms).
+
+    Every request of a slot reports the same ``slot_ms``, so equal tuples are one slot (counted once
+    per ``batch_size`` requests that report it)."""
+    counts: dict[tuple[str, str, int, float], int] = defaultdict(int)
+    for r in results:
+        if r.outcome.completed and r.slot_ms is not None and r.exit is not None and r.batch_size:
+            counts[(r.request.model, r.exit, int(r.batch_size), float(r.slot_ms))] += 1
+    out = []
+    for (model, exit, batch, slot_ms), n in counts.items():
+        out.extend([(model, exit, batch, slot_ms)] * max(1, round(n / batch)))
+    return out
+
+
+def slot_rows(slot_list: Sequence[tuple[str, str, int, float]], profile: Profile,
+              ) -> tuple[list[str], list[list[str]], dict[str, float]]:
+    """Measured against profiled slot times per (model, exit), pooled over batch sizes.
+
+    For each slot, ratio = measured / the profile's mean at its (model, exit, batch); the table gives
+    the mean and p95 of those ratios and how often a slot ran past the profile's p95. The overall
+    figures (all slots) come back as a dict too."""
+    groups: dict[tuple[str, str], list[tuple[float, float, float]]] = defaultdict(list)
+    for model, exit, batch, slot_ms in slot_list:
+        d = profile.distribution(model, exit, batch)
+        groups[(model, exit)].append((slot_ms, d["mean"], d["p95"]))
+    header = ["model", "exit", "slots", "measured mean ms", "profile mean ms", "mean error", "p95 of ratio",
+              "over profile p95"]
+    rows = []
+    everything: list[tuple[float, float, float]] = []
+    order = sorted(groups, key=lambda k: (k[0], profile.model(k[0]).exit_index(k[1])))
+    for model, exit in order:
+        g = groups[(model, exit)]
+        everything += g
+        rows.append([model, exit, *_slot_stats(g)])
+    overall = _slot_summary(everything)
+    if everything:
+        rows.append(["all", "", *_slot_stats(everything)])
+    return header, rows, overall
+
+
+def _slot_summary(g: Sequence[tuple[float, float, float]]) -> dict[str, float]:
+    if not g:
+        return {"slots": 0}
+    a = np.asarray(g)
+    ratio = a[:, 0] / a[:, 1]
+    measured, profiled = float(a[:, 0].mean()), float(a[:, 1].mean())
+    return {"slots": len(g), "measured_mean_ms": measured, "profile_mean_ms": profiled,
+            "mean_rel_error": measured / profiled - 1.0, "ratio_p95": float(np.percentile(ratio, 95)),
+            "over_p95_share": float(np.mean(a[:, 0] > a[:, 2]))}
+
+
+def _slot_stats(g: Sequence[tuple[float, float, float]]) -> list[str]:
+    s = _slot_summary(g)
+    return [str(s["slots"]), f"{s['measured_mean_ms']:.2f}", f"{s['profile_mean_ms']:.2f}",
+            f"{100 * s['mean_rel_error']:+.1f}%", f"{s['ratio_p95']:.2f}x", f"{100 * s['over_p95_share']:.1f}%"]
+
+
+# -- the serving environment, measured at load -------------------------------------------------------
+
+def slot_ratios(slot_list: Sequence[tuple[str, str, int, float]], profile: Profile,
+                min_per_model: int = 20) -> dict[str, np.ndarray]:
+    """Per model, the measured slot times over the profile's mean at the same (exit, batch); a model with
+    fewer than ``min_per_model`` slots gets every model's ratios pooled (key ``"*"`` holds the pool)."""
+    per: dict[str, list[float]] = defaultdict(list)
+    for model, exit, batch, slot_ms in slot_list:
+        per[model].append(slot_ms / profile.distribution(model, exit, batch)["mean"])
+    pool = np.asarray([v for vs in per.values() for v in vs], dtype=float)
+    if pool.size == 0:
+        raise ValueError("no measured slots to take slot-time ratios from")
+    out = {m: np.asarray(v, dtype=float) for m, v in per.items() if len(v) >= min_per_model}
+    out["*"] = pool
+    return out
+
+
+class MeasuredSlotExecutor:
+    """The simulator's executor with slot times as the live worker measured them at load: the profile's
+    mean for the slot's (model, exit, batch) times a ratio drawn from the measured ratios of that model."""
+
+    def __init__(self, profile: Profile, clock: Any, rng: np.random.Generator, ratios: Mapping[str, np.ndarray]):
+        self.profile = profile
+        self.clock = clock
+        self.rng = rng
+        self.ratios = ratios
+
+    def run(self, plan: Any) -> Any:
+        from scheduler.types import SlotResult
+
+        assert plan.model is not None and plan.exit is not None, "cannot run an idle plan"
+        ratios = self.ratios.get(plan.model, self.ratios["*"])
+        mean = self.profile.distribution(plan.model, plan.exit, plan.batch_size)["mean"]
+        slot_ms = mean * float(ratios[self.rng.integers(len(ratios))])
+        self.clock.sleep(slot_ms / 1000.0)
+        return SlotResult(slot_ms=slot_ms, exits=(plan.exit,) * plan.batch_size)
+
+
+def outside_worker_ms(results: Sequence[RequestResult]) -> np.ndarray:
+    """Per completed request: client latency minus the worker's own time (queue + slot): the client,
+    HTTP and Ray Serve proxy part of its latency."""
+    return np.asarray([r.latency_ms - r.queue_ms - r.slot_ms for r in results
+                       if r.outcome.completed and r.latency_ms is not None and r.queue_ms is not None
+                       and r.slot_ms is not None], dtype=float)
+
+
+def frontend_waits(arrivals_s: Sequence[float], service_ms: float, servers: int) -> np.ndarray:
+    """Waits (ms) of a FIFO queue with ``servers`` servers and a fixed service time: the machine's cores
+    spending ``service_ms`` of CPU on each request's HTTP path (client, proxy, the worker's request
+    handling) before the engine sees it. Bursts beyond ``servers / service_ms`` build a backlog."""
+    import heapq
+
+    if servers < 1 or service_ms < 0:
+        raise ValueError(f"need servers >= 1 and service_ms >= 0, got {servers}, {service_ms}")
+    free = [0.0] * servers
+    waits = np.empty(len(arrivals_s))
+    for i, t in enumerate(arrivals_s):
+        start = max(t, heapq.heappop(free))
+        waits[i] = (start - t) * 1000.0
+        heapq.heappush(free, start + service_ms / 1000.0)
+    return waits
+
+
+def shifted(results: Sequence[RequestResult], extra_ms: Sequence[float]) -> list[RequestResult]:
+    """Results of a simulation run on shifted arrivals, as the client sees them: each completed
+    request's latency plus its ``extra_ms`` (time before the engine saw it, and after), re-judged
+    against its deadline from the client's send time."""
+    out = []
+    for r, extra in zip(results, extra_ms):
+        if r.outcome.completed and r.latency_ms is not None:
+            out.append(_with_latency(r, r.latency_ms + float(extra)))
+        else:
+            out.append(r)
+    return out

@@ -1,0 +1,246 @@
+"""``edgeserving bench live``: one trace, one run, three configurations on one local Ray Serve.
+
+1. edgeserving with the reference policy (``REFERENCE_POLICY``);
+2. edgeserving with the project's best policy (``DEFAULT_POLICY``);
+3. plain Ray Serve (``bench.plain_batched``): one deployment per model, fractional ``num_gpus``,
+   ``@serve.batch``, the default router, no deadlines, no exits. With several ``--plain-batching``
+   settings each is replayed (retuned live between replays) and the one with the fewest violations
+   (then the lowest P95) is "plain Ray Serve" for the target: the baseline gets its best tuning on
+   this very trace.
+
+Every configuration is warmed up with the same short Poisson trace, then replays the same trace
+open-loop; each request is judged client-side (MET when its client-observed latency is within its
+deadline) for all three alike, since plain Ray Serve knows no deadlines. The trace goes in
+segments (``--segment-s``, default 10 s): every configuration replays segment k before any
+replays segment k+1, in an order rotated per segment, so the slow drifts of a shared machine's
+background load fall on all configurations alike. A burst that spans a segment boundary is cut
+there for every configuration the same way.
+Outputs: the side-by-side table, issue 6's and issue 7's live targets, a PNG (latency CDF and exit
+mix), per-configuration results CSVs and ``live.json`` / ``live.md`` in ``--out``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+HELP = "live comparison on Ray Serve: reference policy, best policy and plain Ray Serve on one trace"
+
+# The plain baseline's @serve.batch settings tried by --tune-plain (max_batch_size:batch_wait_timeout_ms).
+PLAIN_GRID = ("1:0", "4:1", "8:2", "8:5", "16:10")
+PLAIN_DEFAULT = "8:5"  # the grid's best on the bundled trace (`bench live --tune-plain`, BENCHMARKS-live.md)
+WARMUP_RATE_RPS = 10.0
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--trace", default=None, help="trace CSV (default: the bundled bursty trace, bench/traces)")
+    p.add_argument("--seconds", type=float, default=None, help="replay only the first S seconds of the trace")
+    p.add_argument("--config", default=None, help="Ray Serve config (default: ray_config.yaml)")
+    p.add_argument("--policy", default=None, help="the best policy (default: the registry's DEFAULT_POLICY)")
+    p.add_argument("--reference", default=None, help="the reference policy (default: REFERENCE_POLICY)")
+    p.add_argument("--plain-batching", default=PLAIN_DEFAULT,
+                   help=f"plain Ray Serve's @serve.batch settings MAX_BATCH:WAIT_MS[,...] (default {PLAIN_DEFAULT}); "
+                        "with several, each is replayed and the best one is the baseline")
+    p.add_argument("--tune-plain", action="store_true", help=f"try the grid {','.join(PLAIN_GRID)} for plain Ray Serve")
+    p.add_argument("--repeats", type=int, default=1, help="replays of the trace per configuration, order rotated "
+                   "(default 1); results pool over repeats")
+    p.add_argument("--segment-s", type=float, default=10.0,
+                   help="replay the trace in segments of S seconds, every configuration per segment, order rotated, "
+                        "so slow drifts of a shared machine hit all alike (default 10; 0: the whole trace at once)")
+    p.add_argument("--warmup-s", type=float, default=3.0,
+                   help="seconds of light Poisson warm-up per configuration (default 3)")
+    p.add_argument("--quick", action="store_true", help="the first 20 s of the trace, one repeat")
+    p.add_argument("--out", default="out/bench-live", help="output folder (default out/bench-live)")
+    p.add_argument("--json", action="store_true", help="print the summaries and verdicts as JSON")
+
+
+def run(args: argparse.Namespace) -> int:
+    from bench.live_harness import LiveHarness
+    from bench.live_workload import load_rows
+    from bench.plain_batched import Batching
+    from scheduler.console import status
+    from scheduler.policies import DEFAULT_POLICY, REFERENCE_POLICY, make_policy
+    from workloads.replay import bound_rows
+
+    best = args.policy or DEFAULT_POLICY
+    reference = args.reference or REFERENCE_POLICY
+    for name in (best, reference):
+        make_policy(name)  # an unknown name fails before Ray starts
+    if best == reference:
+        raise ValueError(f"the best policy and the reference are both {best!r}; pick two different policies")
+    grid = [Batching.parse(t) for t in (PLAIN_GRID if args.tune_plain else args.plain_batching.split(","))]
+    if args.repeats < 1:
+        raise ValueError(f"--repeats must be >= 1, got {args.repeats}")
+    seconds = 20.0 if args.quick and args.seconds is None else args.seconds
+    rows = bound_rows(load_rows(args.trace), max_seconds=seconds)
+    if not rows:
+        raise ValueError("the trace has no rows in the chosen window")
+    repeats = 1 if args.quick else args.repeats
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    status(f"bench live: {len(rows)} requests over {rows[-1].arrival_s:.0f} s, configurations: {reference}, {best}, "
+           f"plain Ray Serve ({', '.join(b.label() for b in grid)}); load average {_loadavg()}")
+    with LiveHarness(args.config, gpus=3, log=status) as h:
+        targets = {"reference": h.deploy_edgeserving(reference, reference),
+                   "best": h.deploy_edgeserving(best, best),
+                   "plain": h.deploy_plain(grid[0])}
+        runs, cpu = _replay_all(h, targets, grid, rows, repeats, args.warmup_s, args.segment_s)
+    result = _report(runs, cpu, grid, out, reference, best, len(rows), time.perf_counter() - t0, args)
+    if args.json:
+        print(json.dumps(result, indent=2))
+    return 0
+
+
+def segments(rows: list, segment_s: float | None) -> list[list]:
+    """The trace cut into consecutive windows of ``segment_s`` seconds, each re-based to start at 0."""
+    import dataclasses
+
+    if not segment_s:
+        return [list(rows)]
+    if segment_s <= 0:
+        raise ValueError(f"--segment-s must be > 0, got {segment_s}")
+    out: dict[int, list] = {}
+    for r in rows:
+        k = int(r.arrival_s // segment_s)
+        out.setdefault(k, []).append(dataclasses.replace(r, arrival_s=r.arrival_s - k * segment_s))
+    return [out[k] for k in sorted(out)]
+
+
+def _replay_all(h: Any, targets: dict[str, Any], grid: list, rows: list, repeats: int, warmup_s: float,
+                segment_s: float | None) -> tuple[dict[str, list], dict[str, dict[str, float]]]:
+    """Replays per configuration key ("reference", "best", "plain B=..,wait=..").
+
+    The trace goes in segments; every configuration replays a segment before the next one starts, in
+    an order rotated per segment, so all of them meet the same background load of a shared machine."""
+    import numpy as np
+
+    from bench.live_harness import cpu_snapshot
+    from bench.live_workload import WEIGHTS
+    from scheduler.console import status
+    from workloads.generators import generate
+
+    total = sum(WEIGHTS.values())
+    warm = generate("poisson", {m: WARMUP_RATE_RPS * w / total for m, w in WEIGHTS.items()}, 50.0,
+                    max(warmup_s, 0.5), np.random.default_rng(12345)) if warmup_s > 0 else []
+    plain_keys = {f"plain {b.label()}": b for b in grid}
+    keys = ["reference", "best", *plain_keys]
+    runs: dict[str, list] = {k: [] for k in keys}
+    cpu: dict[str, dict[str, float]] = {k: {} for k in keys}
+
+    def target_for(key: str) -> Any:
+        if key in plain_keys:
+            h.set_plain_batching(plain_keys[key])
+            return targets["plain"]
+        return targets[key]
+
+    for key in keys if warm else ():
+        h.replay(target_for(key), warm, description=f"warm-up: {key}")
+    parts = segments(rows, segment_s)
+    turn = 0
+    for rep in range(repeats):
+        for i, part in enumerate(parts):
+            order = keys[turn % len(keys):] + keys[:turn % len(keys)]
+            turn += 1
+            status(f"repeat {rep + 1}/{repeats}, segment {i + 1}/{len(parts)} ({len(part)} requests): "
+                   f"{', '.join(order)} (load average {_loadavg()})")
+            for key in order:
+                target = target_for(key)
+                before = cpu_snapshot()
+                report = h.replay(target, part, description=key)
+                _add_cpu(cpu[key], before, cpu_snapshot(), target)
+                if report.lag is not None and report.lag.fell_behind:
+                    status(f"  {key}: {report.lag.describe()}")
+                runs[key].append(report)
+    return runs, cpu
+
+
+def _add_cpu(into: dict[str, float], before: dict[str, float], after: dict[str, float], target: Any) -> None:
+    """CPU seconds one replay cost, by component: the configuration's own replicas, the Serve proxy, the
+    client (the replayer) and the rest of Ray (controller, GCS, raylet, other apps' idle replicas)."""
+    from bench.plain_batched import MODEL_APP_PREFIX
+
+    app = target.app if target.kind == "edgeserving" else MODEL_APP_PREFIX
+    mine = f"ray::ServeReplica:{app}" + (":" if target.kind == "edgeserving" else "")
+    for title, seconds in after.items():
+        used = seconds - before.get(title, 0.0)
+        part = ("server" if title.startswith(mine) else "proxy" if title.startswith("ray::ProxyActor")
+                else "client" if title.startswith("client") else "rest of Ray")
+        into[part] = into.get(part, 0.0) + max(used, 0.0)
+
+
+def pooled(reports: list, label: str) -> Any:
+    """Replays (segments, repeats) of one configuration as one report (results concatenated, ids made unique)."""
+    import dataclasses
+
+    import numpy as np
+
+    if len(reports) == 1:
+        return dataclasses.replace(reports[0], policy=label)
+    results = [dataclasses.replace(r, request=dataclasses.replace(r.request, id=f"{k}:{r.request.id}"))
+               for k, rep in enumerate(reports) for r in rep.results]
+    lags = np.concatenate([rep.send_lag_ms for rep in reports if rep.send_lag_ms is not None])
+    from workloads.replay import SendLag
+
+    first = reports[0]
+    return dataclasses.replace(first, policy=label, results=results, trace_rows=sum(r.trace_rows for r in reports),
+                               lag=SendLag.of(lags, first.lag.behind_ms) if first.lag else None, send_lag_ms=lags,
+                               client_late=sum(r.client_late for r in reports))
+
+
+def _report(runs: dict[str, list], cpu: dict[str, dict[str, float]], grid: list, out: Path, reference: str,
+            best: str, n_rows: int, wall_s: float, args: argparse.Namespace) -> dict[str, Any]:
+    from rich.markup import escape
+
+    from bench import live_report as lr
+    from scheduler.console import print_table, say
+
+    labels = {"reference": reference, "best": best, **{f"plain {b.label()}": f"plain Ray Serve {b.label()}"
+                                                       for b in grid}}
+    reports = {key: pooled(runs[key], labels[key]) for key in runs}
+    plains = [k for k in runs if k.startswith("plain")]
+    chosen = min(plains, key=lambda k: (reports[k].summary()["violation_ratio"],
+                                        reports[k].summary()["p95_ms"] or float("inf")))
+    summaries = {k: r.summary() for k, r in reports.items()}
+    header, table = lr.comparison_rows(list(summaries.values()), [r.lag for r in reports.values()])
+    repeats = 1 if args.quick else args.repeats
+    title = (f"bench live: {n_rows} requests x {repeats} repeat(s), judged client-side "
+             f"(latency from send to answer, proxy included)")
+    print_table(title, header, [[escape(c) for c in row] for row in table])  # exit mixes hold brackets
+    cpu_header, cpu_rows = lr.cpu_rows({labels[k]: v for k, v in cpu.items()},
+                                       {labels[k]: summaries[k]["requests"] for k in runs})
+    print_table("CPU per request, ms (all processes of this run; 2 cores = 2000 ms per second)", cpu_header, cpu_rows)
+    verdicts = [lr.plain_target(summaries[chosen], summaries["best"]),
+                lr.reference_target(summaries["reference"], summaries["best"])]
+    if len(plains) > 1:
+        say(f"plain Ray Serve baseline for the target: {labels[chosen]} (fewest violations of {len(plains)} settings)")
+    for v in verdicts:
+        say(v.line())
+    png = lr.write_plot([reports["reference"], reports["best"], reports[chosen]], out / "live.png", title)
+    for rep in reports.values():
+        rep.write_results(out / f"results-{_slug(rep.policy)}.csv")
+    (out / "live.md").write_text(f"{title}\n\n{lr.markdown(header, table)}\n\n{lr.markdown(cpu_header, cpu_rows)}\n\n"
+                                 + "\n".join(f"- {v.line()}" for v in verdicts) + "\n")
+    say(f"wrote {png}, {out / 'live.md'} and the per-request results in {out} ({wall_s:.0f} s in all)")
+    result = {"requests": n_rows, "repeats": repeats, "segment_s": args.segment_s, "judge": "client",
+              "wall_s": wall_s, "load_average": _loadavg(), "plain_baseline": labels[chosen],
+              "configurations": [{**summaries[k], "replay": reports[k].to_json()["replay"], "cpu_s": cpu[k]}
+                                 for k in runs],
+              "verdicts": [v.to_dict() for v in verdicts]}
+    (out / "live.json").write_text(json.dumps(result, indent=2))
+    return result
+
+
+def _slug(text: str) -> str:
+    return "".join(c if c.isalnum() else "-" for c in text).strip("-").lower()
+
+
+def _loadavg() -> str:
+    try:
+        return " ".join(f"{x:.2f}" for x in os.getloadavg())
+    except OSError:
+        return "unknown"

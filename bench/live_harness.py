@@ -1,0 +1,334 @@
+"""One local Ray + Serve for live experiments: deploy edgeserving (any policy) and the plain baseline,
+replay a trace against either, scrape ``/metrics``, shut down cleanly.
+
+``edgeserving demo``, ``bench live``, ``bench fidelity`` and the live replay test all go through
+this class, so they deploy the same way: ``ray_config.yaml`` (through ``scheduler.serving.deploy``,
+with the demo zoo's cached copy when the committed one is missing), one application per
+configuration on one Serve instance, each on its own route prefix:
+
+- ``deploy_edgeserving(name, policy)``: the config's worker app with ``policy`` (and any other
+  worker args), at ``/`` for the first one and ``/<name>`` after; deploying a known name again
+  redeploys it with the new args.
+- ``deploy_plain(batching)``: ``bench.plain_batched`` (one app per model, fractional ``num_gpus``,
+  ``@serve.batch``, the default router) at ``/plain``; ``set_plain_batching`` retunes it live.
+
+Resources: every edgeserving app is one worker replica holding one logical GPU (as in
+``ray_config.yaml``); the plain models share one GPU. ``gpus`` logical GPUs are declared, so
+configurations compared side by side each have "one GPU"; only one is replayed at a time, the
+others idle (their engine threads block while their queues are empty). Logical CPU shares are
+Ray bookkeeping only (nothing is pinned): 0.5 per worker, 0.25 per plain model.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import copy
+import shutil
+import socket
+import tempfile
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bench.plain_batched import Batching
+
+WORKER_CPUS = 0.5  # logical CPU share of an edgeserving worker replica here (ray_config.yaml says 1)
+PLAIN_CPUS = 0.25  # logical CPU share of one plain model replica
+PLAIN_PREFIX = "/plain"
+
+Log = Callable[[str], None]
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """Something a trace can be replayed against."""
+
+    label: str  # names the configuration in summaries ("edgeserving", "lookahead", "plain Ray Serve")
+    kind: str  # "edgeserving" or "plain"
+    url: str  # base URL: GET {url}/v1/models, POST {url}{path}
+    app: str  # Serve application name (plain: the catalog app)
+    paths: dict[str, str] = field(default_factory=dict)  # model -> POST path; empty: /v1/infer
+
+    @property
+    def metrics_url(self) -> str | None:
+        return f"{self.url}/metrics" if self.kind == "edgeserving" else None
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class LiveHarness:
+    """Context manager: ``with LiveHarness(gpus=3) as h: t = h.deploy_edgeserving("edgeserving", ...)``."""
+
+    def __init__(self, config_path: str | Path | None = None, *, gpus: int = 1, cpus: int = 2,
+                 port: int | None = None, log: Log | None = None) -> None:
+        from scheduler.serving import deploy
+
+        self.config_path = Path(config_path) if config_path else deploy.DEFAULT_CONFIG
+        self.gpus = gpus
+        self.cpus = cpus
+        self.port = port or free_port()
+        self.log = log or (lambda _msg: None)
+        self.tmp: Path | None = None
+        self.apps: dict[str, dict[str, Any]] = {}  # Serve application name -> its config entry
+        self.targets: dict[str, Target] = {}
+        self.started = False
+        self._base: dict[str, Any] | None = None
+        self._plain_batching: Batching | None = None
+
+    # -- lifecycle ---------------------------------------------------------------------------------
+
+    def __enter__(self) -> LiveHarness:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.shutdown()
+
+    def start(self) -> None:
+        """A fresh local Ray (own temp dir, ``gpus`` logical GPUs) with the config prepared."""
+        from scheduler.serving import deploy
+
+        base = deploy.prepare(deploy.load_serve_config(self.config_path), host="127.0.0.1", port=self.port,
+                              num_replicas=1, base_dir=self.config_path.resolve().parent, demo_zoo=self.log)
+        self._base = base
+        # Short path: Ray's socket paths must stay under 107 bytes.
+        self.tmp = Path(tempfile.mkdtemp(prefix="es-live-"))
+        self.started = True  # from here on shutdown() has something to undo
+        try:
+            deploy.start_ray(num_gpus=self.gpus, num_cpus=self.cpus, temp_dir=self.tmp / "ray")
+        except BaseException:
+            self.shutdown()
+            raise
+
+    def shutdown(self) -> None:
+        """Stop Serve and Ray and remove the temp dir; safe to call twice or after a failed start."""
+        from scheduler.serving import deploy
+
+        if self.started:
+            with contextlib.suppress(Exception):
+                deploy.shutdown()
+            self.started = False
+        if self.tmp is not None:
+            shutil.rmtree(self.tmp, ignore_errors=True)
+            self.tmp = None
+
+    # -- configuration -----------------------------------------------------------------------------
+
+    @property
+    def worker_args(self) -> dict[str, Any]:
+        """The worker args of the prepared config (paths resolved to the zoo actually used)."""
+        from scheduler.serving import deploy
+
+        assert self._base is not None, "start() the harness first"
+        return dict(deploy.worker_app(self._base)["args"])
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def deploy_edgeserving(self, name: str, policy: str, label: str | None = None, **args: Any) -> Target:
+        """(Re)deploy the config's worker app as application ``name`` with ``policy`` and ``args``."""
+        from scheduler.serving import deploy
+
+        assert self._base is not None and self.tmp is not None, "start() the harness first"
+        app = copy.deepcopy(deploy.worker_app(self._base))
+        first = not any(t.kind == "edgeserving" for n, t in self.targets.items() if n != name)
+        prefix = self.apps[name]["route_prefix"] if name in self.apps else ("/" if first else f"/{name}")
+        app.update(name=name, route_prefix=prefix)
+        app["args"] = {**app["args"], "policy": policy, "metrics_dir": str(self.tmp / "metrics" / name), **args}
+        dep = deploy.worker_deployment(app)
+        dep["ray_actor_options"] = {**dep.get("ray_actor_options", {}), "num_cpus": WORKER_CPUS}
+        self._check_gpus(extra={name: app})
+        self.apps[name] = app
+        url = self.base_url + ("" if prefix == "/" else prefix)
+        self.targets[name] = Target(label or policy, "edgeserving", url, name)
+        self.log(f"deploying edgeserving app {name!r} (policy {policy}) at {url}")
+        self._apply()
+        return self.targets[name]
+
+    def deploy_plain(self, batching: Batching, label: str = "plain Ray Serve") -> Target:
+        """Deploy (or redeploy) the plain Ray Serve baseline of every model the config serves."""
+        from bench import plain_batched
+
+        assert self._base is not None, "start() the harness first"
+        checkpoints, catalog, threads = self._plain_inputs()
+        apps = plain_batched.applications(checkpoints, catalog, batching, PLAIN_PREFIX, threads=threads,
+                                          cpus=PLAIN_CPUS)
+        new = {a["name"]: a for a in apps}
+        self._check_gpus(extra=new)
+        self.apps.update(new)
+        target = Target(label, "plain", self.base_url + PLAIN_PREFIX, plain_batched.CATALOG_APP,
+                        plain_batched.infer_paths(list(checkpoints)))
+        self.targets["plain"] = target
+        self.log(f"deploying plain Ray Serve ({len(checkpoints)} deployments, {batching.label()}) at {target.url}")
+        self._apply()
+        self._plain_batching = batching
+        return target
+
+    def set_plain_batching(self, batching: Batching) -> None:
+        """Retune the plain deployments' ``@serve.batch`` in place (``user_config``: no restart)."""
+        from bench.plain_batched import MODEL_APP_PREFIX
+
+        if batching == self._plain_batching:
+            return
+        for name, app in self.apps.items():
+            if name.startswith(MODEL_APP_PREFIX) and "deployments" in app:
+                app["deployments"][0]["user_config"] = batching.user_config()
+        self.log(f"retuning plain Ray Serve to {batching.label()}")
+        self._apply()
+        self._plain_batching = batching
+
+    def _plain_inputs(self) -> tuple[dict[str, str], list[dict[str, Any]], int]:
+        """Checkpoint per model, the ``/v1/models`` descriptions (no weights loaded), torch threads."""
+        from scheduler.profile import Profile
+        from scheduler.serving.catalog import load_catalog
+        from scheduler.serving.config import parse_config
+
+        cfg = parse_config(self.worker_args)
+        if cfg.executor != "torch":
+            raise ValueError("the plain Ray Serve baseline runs real models: the config must use executor: torch")
+        meta_only = parse_config({**self.worker_args, "executor": "profile"})
+        catalog, _ = load_catalog(meta_only, Profile.load(cfg.profile_path))
+        described = [{**m.describe(), "platform": "pytorch"} for m in catalog.values()]
+        return ({m: str(cfg.checkpoint_path(m)) for m in catalog}, described, cfg.torch_threads or 1)
+
+    def _check_gpus(self, extra: Mapping[str, dict[str, Any]]) -> None:
+        apps = {**self.apps, **extra}
+        need = sum(1 for a in apps.values() if a.get("import_path", "").startswith("scheduler."))
+        need += any(n.startswith("plain-") for n in apps)
+        if need > self.gpus:
+            raise ValueError(f"{need} configurations side by side need {need} logical GPUs; the harness declared "
+                             f"{self.gpus} (LiveHarness(gpus=...))")
+
+    def _apply(self) -> None:
+        """Deploy every known app at once (Serve deletes apps missing from the config)."""
+        from scheduler.serving import deploy
+
+        assert self._base is not None
+        config = {**{k: v for k, v in self._base.items() if k != "applications"},
+                  "applications": list(self.apps.values())}
+        deploy.deploy(config)
+        if "plain" in self.targets:  # deploy() waited for the worker apps' health endpoints
+            _wait_catalog(self.targets["plain"].url)
+
+    # -- measurement -------------------------------------------------------------------------------
+
+    def replay(self, target: Target, rows: Sequence[Any], *, judge: str = "client", grace_ms: float = 2000.0,
+               description: str | None = None, **options: Any):
+        """Open-loop replay of ``rows`` against ``target`` (a ``workloads.replay.ReplayReport``).
+
+        ``judge="client"`` (default) judges MET/LATE by the client-side latency for every target alike.
+        """
+        from scheduler.console import progress
+        from workloads.replay import areplay_http
+
+        with progress() as bar:
+            task = bar.add_task(description or f"replaying {len(rows)} requests: {target.label}", total=len(rows))
+
+            def on_progress(_sent: int, done: int) -> None:
+                bar.update(task, completed=done)
+
+            return asyncio.run(areplay_http(rows, target.url, judge=judge, grace_ms=grace_ms, label=target.label,
+                                            paths=target.paths or None, on_progress=on_progress, **options))
+
+    def scrape(self, target: Target) -> dict[str, float]:
+        """Every sample of the target's ``/metrics`` as ``name{k=v,...}`` -> value (edgeserving only)."""
+        if target.metrics_url is None:
+            raise ValueError(f"{target.label}: the plain baseline exports no edgeserving metrics")
+        return scrape_metrics(target.metrics_url)
+
+
+def _wait_catalog(url: str, timeout_s: float = 60.0) -> None:
+    import httpx
+
+    from scheduler.clock import RealClock
+
+    clock = RealClock()
+    deadline = clock.now() + timeout_s
+    last = ""
+    while clock.now() < deadline:
+        try:
+            r = httpx.get(f"{url}/v1/models", timeout=2.0)
+            if r.status_code == 200:
+                return
+            last = f"HTTP {r.status_code}"
+        except httpx.HTTPError as exc:
+            last = type(exc).__name__
+        clock.sleep(0.2)
+    raise TimeoutError(f"{url}/v1/models did not answer 200 within {timeout_s:g} s (last: {last})")
+
+
+def scrape_metrics(metrics_url: str) -> dict[str, float]:
+    import httpx
+    from prometheus_client.parser import text_string_to_metric_families
+
+    out: dict[str, float] = {}
+    for family in text_string_to_metric_families(httpx.get(metrics_url, timeout=10.0).text):
+        for s in family.samples:
+            labels = ",".join(f"{k}={v}" for k, v in sorted(s.labels.items()))
+            out[f"{s.name}{{{labels}}}"] = s.value
+    return out
+
+
+def metric_total(samples: Mapping[str, float], name: str, **labels: str) -> float:
+    """Sum of ``name``'s samples whose labels include ``labels``."""
+    want = {f"{k}={v}" for k, v in labels.items()}
+    total = 0.0
+    for key, value in samples.items():
+        base, _, rest = key.partition("{")
+        if base == name and want <= set(filter(None, rest.rstrip("}").split(","))):
+            total += value
+    return total
+
+
+def cpu_snapshot() -> dict[str, float]:
+    """CPU seconds (user + system) used so far by this process and every descendant (the local Ray
+    cluster it started: GCS, raylet, Serve controller, proxy, replicas), by process title, summed over
+    processes of one title (``ray::ServeReplica:<app>:<deployment>``, ``ray::ProxyActor``, ...)."""
+    import os
+
+    tick = os.sysconf("SC_CLK_TCK")
+    parent: dict[int, int] = {}
+    cpu: dict[int, float] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        parent[int(entry)] = int(fields[1])
+        cpu[int(entry)] = (int(fields[11]) + int(fields[12])) / tick
+    me = os.getpid()
+    mine = {me}
+    changed = True
+    while changed:  # descendants of this process
+        changed = False
+        for pid, ppid in parent.items():
+            if ppid in mine and pid not in mine:
+                mine.add(pid)
+                changed = True
+    out: dict[str, float] = {}
+    for pid in mine:
+        title = "client (this process)" if pid == me else _title(pid)
+        out[title] = out.get(title, 0.0) + cpu.get(pid, 0.0)
+    return out
+
+
+def _title(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            words = f.read().split(b"\0")
+    except OSError:
+        return "gone"
+    first = words[0].decode(errors="replace").strip()
+    if first.startswith("ray::"):
+        return first.split()[0].split(".")[0]  # "ray::ServeReplica:app:Deployment[.method]"
+    return first.rsplit("/", 1)[-1] or "unknown"

@@ -1,0 +1,172 @@
+"""The plain Ray Serve baseline of ``bench live``: what a user would deploy without edgeserving.
+
+One Serve application per model, each a single deployment that is its own HTTP ingress (a request
+crosses the proxy and one replica, as with edgeserving's worker), with a fractional ``num_gpus``
+so the models share one GPU, ``@serve.batch`` for dynamic batching and Ray Serve's default
+request router. No deadlines, no exits: every request runs the model's final exit, in arrival
+order, as soon as a batch forms. A small catalog application at the same prefix answers
+``GET /v1/models`` with the same model descriptions edgeserving gives, so the open-loop replayer
+drives both the same way (``workloads.replay.areplay_http(..., paths=...)``).
+
+Routes under ``prefix`` (default ``/plain``): ``GET {prefix}/v1/models`` and
+``POST {prefix}/{model}/v1/infer`` with the body of ``POST /v1/infer``. The answer follows the HTTP
+API contract so the replayer reads it unchanged; the server knows no deadlines, so its ``outcome``
+is always MET and the replayer judges every request client-side (``judge="client"``).
+
+Batching is set at deploy time and changed live through ``user_config``
+(``{"max_batch_size": B, "batch_wait_timeout_s": T}``), so one deployment serves every setting of
+a tuning sweep without restarting its replicas.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from ray import serve
+from ray.serve import Application
+from starlette.requests import Request as HttpRequest
+from starlette.responses import JSONResponse
+
+MODEL_APP_PREFIX = "plain-"  # application names: plain-<model>
+CATALOG_APP = "plain-catalog"
+
+
+@dataclass(frozen=True, slots=True)
+class Batching:
+    """``@serve.batch`` settings of every model deployment."""
+
+    max_batch_size: int = 8
+    batch_wait_timeout_s: float = 0.002
+
+    def __post_init__(self) -> None:
+        if not (isinstance(self.max_batch_size, int) and self.max_batch_size >= 1):
+            raise ValueError(f"max_batch_size must be an int >= 1, got {self.max_batch_size!r}")
+        if not 0 <= self.batch_wait_timeout_s <= 1:
+            raise ValueError(f"batch_wait_timeout_s must be in [0, 1] s, got {self.batch_wait_timeout_s!r}")
+
+    @classmethod
+    def parse(cls, text: str) -> Batching:
+        """``B:T_MS``, e.g. ``8:2`` = max_batch_size 8, batch_wait_timeout 2 ms."""
+        try:
+            b, t = text.split(":")
+            return cls(int(b), float(t) / 1000.0)
+        except ValueError as exc:
+            raise ValueError(f"plain batching {text!r}: expected MAX_BATCH:WAIT_MS such as 8:2 ({exc})") from None
+
+    def label(self) -> str:
+        return f"B={self.max_batch_size},wait={self.batch_wait_timeout_s * 1000:g}ms"
+
+    def user_config(self) -> dict[str, Any]:
+        return {"max_batch_size": self.max_batch_size, "batch_wait_timeout_s": self.batch_wait_timeout_s}
+
+
+# Larger than any batch tried: Ray's default (5) would cap batches at 5 and queue the rest at the proxy.
+MAX_ONGOING_REQUESTS = 64
+
+
+@serve.deployment(name="PlainModel", max_ongoing_requests=MAX_ONGOING_REQUESTS)
+class PlainBatchedModel:
+    """One model, run to its final exit on batches ``@serve.batch`` forms."""
+
+    def __init__(self, checkpoint: str, threads: int = 1) -> None:
+        import torch
+
+        from models.checkpoint import load_checkpoint
+
+        torch.set_num_threads(threads)  # as edgeserving's worker: the proxy keeps a core
+        self.torch = torch
+        self.model, self.meta = load_checkpoint(checkpoint)
+        self.final_exit = self.meta.exits[-1]
+        with torch.inference_mode():  # allocate every batch shape once, as the worker's warm-up does
+            for b in range(1, 17):
+                self.model(torch.zeros(b, *self.meta.input_shape))
+
+    def reconfigure(self, user_config: dict[str, Any]) -> None:
+        batching = Batching(int(user_config["max_batch_size"]), float(user_config["batch_wait_timeout_s"]))
+        self.run_batch.set_max_batch_size(batching.max_batch_size)
+        self.run_batch.set_batch_wait_timeout_s(batching.batch_wait_timeout_s)
+
+    @serve.batch(max_batch_size=8, batch_wait_timeout_s=0.002)
+    async def run_batch(self, items: list[tuple[Any, float]]) -> list[dict[str, Any]]:
+        """Stack the samples, run the final exit once; ``items`` are (tensor, arrival on perf_counter)."""
+        torch = self.torch
+        t0 = time.perf_counter()
+        x = torch.stack([t for t, _ in items])
+        with torch.inference_mode():
+            top, pred = torch.softmax(self.model(x).float(), dim=-1).max(dim=-1)
+            predictions, confidences = pred.tolist(), top.tolist()
+        slot_ms = (time.perf_counter() - t0) * 1000.0
+        return [{"prediction": int(p), "confidence": float(c), "batch_size": len(items), "slot_ms": slot_ms,
+                 "queue_ms": (t0 - arrived) * 1000.0} for p, c, (_, arrived) in zip(predictions, confidences, items)]
+
+    async def __call__(self, request: HttpRequest) -> JSONResponse:
+        arrived = time.perf_counter()
+        try:
+            body = json.loads(await request.body())
+            x = self.torch.tensor(body["inputs"], dtype=self.torch.float32)
+            if tuple(x.shape) != tuple(self.meta.input_shape):
+                raise ValueError(f"inputs of shape {list(x.shape)}; expected {list(self.meta.input_shape)}")
+        except (ValueError, KeyError, TypeError) as exc:
+            return JSONResponse({"request_id": None, "model": self.meta.name, "outcome": "REJECTED",
+                                 "reason": f"bad_input: {exc}"[:300]}, status_code=422)
+        out = await self.run_batch((x, arrived))
+        latency_ms = (time.perf_counter() - arrived) * 1000.0
+        return JSONResponse({"request_id": body.get("request_id"), "model": self.meta.name, "outcome": "MET",
+                             "reason": None, "exit": self.final_exit, "latency_ms": latency_ms,
+                             "deadline_ms": None, "deadline_met": None, **out})
+
+
+@serve.deployment(name="PlainCatalog", max_ongoing_requests=16, ray_actor_options={"num_cpus": 0})
+class PlainCatalog:
+    """``GET /v1/models``: the model descriptions, so clients discover shapes as with edgeserving."""
+
+    def __init__(self, models: Sequence[Mapping[str, Any]]) -> None:
+        self.body = {"models": [dict(m) for m in models]}
+
+    async def __call__(self, request: HttpRequest) -> JSONResponse:
+        if request.url.path.rstrip("/").endswith("/v1/models"):
+            return JSONResponse(self.body)
+        await asyncio.sleep(0)
+        return JSONResponse({"detail": "only GET /v1/models here; POST {prefix}/{model}/v1/infer infers"},
+                            status_code=404)
+
+
+def build_model(args: dict[str, Any]) -> Application:
+    return PlainBatchedModel.bind(args["checkpoint"], int(args.get("threads", 1)))
+
+
+def build_catalog(args: dict[str, Any]) -> Application:
+    return PlainCatalog.bind(args["models"])
+
+
+def applications(checkpoints: Mapping[str, str], catalog: Sequence[Mapping[str, Any]], batching: Batching,
+                 prefix: str = "/plain", threads: int = 1, gpus: float = 1.0,
+                 cpus: float = 0.25) -> list[dict[str, Any]]:
+    """Serve config ``applications`` entries: the catalog and one app per model.
+
+    The models share ``gpus`` GPUs equally (fractional ``num_gpus``); ``cpus`` is each replica's
+    logical CPU share (Ray bookkeeping only: nothing is pinned).
+    """
+    share = round(gpus / len(checkpoints), 4)
+    apps = [{"name": CATALOG_APP, "route_prefix": prefix, "import_path": "bench.plain_batched:build_catalog",
+             "args": {"models": [dict(m) for m in catalog]}}]
+    for model, checkpoint in checkpoints.items():
+        apps.append({
+            "name": f"{MODEL_APP_PREFIX}{model}", "route_prefix": f"{prefix}/{model}",
+            "import_path": "bench.plain_batched:build_model",
+            "args": {"checkpoint": str(checkpoint), "threads": threads},
+            "deployments": [{"name": "PlainModel", "num_replicas": 1, "max_ongoing_requests": MAX_ONGOING_REQUESTS,
+                             "user_config": batching.user_config(),
+                             "ray_actor_options": {"num_gpus": share, "num_cpus": cpus}}],
+        })
+    return apps
+
+
+def infer_paths(models: Sequence[str]) -> dict[str, str]:
+    """The replayer's POST path per model, relative to the plain prefix's URL."""
+    return {m: f"/{m}/v1/infer" for m in models}
