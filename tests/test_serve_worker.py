@@ -27,8 +27,10 @@ def make_core(tmp_path: Path, synthetic_profile: Path, isolated_metrics):
     cores: list[WorkerCore] = []
 
     def make(**overrides) -> WorkerCore:
+        # The worker's mechanics are asserted under the reference policy, whose choices these small
+        # profiles make exact; the default policy is covered by test_default_policy_serves below.
         args = {"executor": "profile", "profile": str(synthetic_profile), "bmax": 4, "models": SYNTHETIC_MODELS,
-                **overrides}
+                "policy": "edgeserving", **overrides}
         core = WorkerCore(parse_config(args), tmp_path / f"metrics{len(cores)}", worker_id=f"w{len(cores)}")
         cores.append(core)
         return core
@@ -231,3 +233,15 @@ def test_profile_mode_serves_the_zoo_profile_without_weights(make_core):
     c = InferCall("cnn1d_mnist1d", np.zeros((1, 1, 40), np.float32), 1000.0, "z", batched=False)
     (r,) = run(core, c)
     assert r.outcome is Outcome.MET and r.exit == "final" and r.prediction is None
+
+
+def test_default_policy_serves_and_salvages_a_hopeless_request_only_with_spare_time(make_core):
+    from scheduler.policies import DEFAULT_POLICY
+
+    core = make_core(policy=DEFAULT_POLICY)
+    assert core.engine.policy.name == DEFAULT_POLICY
+    met, hopeless = run(core, call("fast", 1000.0), call("slow", 0.01))
+    assert met.outcome is Outcome.MET and met.exit == "e2"
+    # Salvage: the hopeless request costs no on-time request anything, and still ends exactly once.
+    assert hopeless.outcome in (Outcome.LATE, Outcome.DROPPED)
+    assert_accounted(core, 2)
