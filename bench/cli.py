@@ -13,6 +13,7 @@ SUITES = {
     "serve-overhead": "bench.serve_overhead",
     "live": "bench.live",
     "fidelity": "bench.fidelity",
+    "soak": "bench.soak",
 }
 
 

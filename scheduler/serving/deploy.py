@@ -135,8 +135,8 @@ def start_ray(num_gpus: int, num_cpus: int | None = None, temp_dir: Path | None 
 
     Ray starts its worker processes (here: the Serve proxy and the worker replicas) at nice 15 by
     default, below every ordinary process; on a shared machine a load generator or any other job
-    then starves the server (health checks measured past 1.5 s under a 5x burst). Serving
-    processes are the workload, so they run at ``worker_niceness`` (default 0, like everything else).
+    then takes the CPU first and the server's latency measures its starvation. Serving processes
+    are the workload, so they run at ``worker_niceness`` (default 0, like everything else).
     """
     os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
