@@ -4,7 +4,9 @@
 (or, with a confidence exit enabled for that model, lets each sample leave at its first confident
 head, never past the plan's exit), and reports the predictions, the confidences (max softmax),
 the exit each sample actually took and the measured slot time. A bad payload raises before any
-compute; the engine then fails exactly that slot's requests.
+compute; the engine then fails exactly that slot's requests. ``run_preemptible(plan, should_stop)``
+does the same one stage at a time and can stop the batch at an exit boundary (exit-boundary
+preemption, used by the engine when the policy asks for it).
 """
 
 from __future__ import annotations
@@ -18,9 +20,10 @@ import torch
 
 from models.base import EarlyExitNet
 from models.checkpoint import ModelMeta
-from models.confidence import Criterion, check_criterion
+from models.confidence import Criterion, check_criterion, is_confident
 from models.device import synchronize
 from scheduler.clock import Clock
+from scheduler.executor import StopCheck
 from scheduler.types import Plan, Request, SlotResult
 
 
@@ -113,6 +116,68 @@ class TorchExecutor:
         return SlotResult(slot_ms=slot_ms, exits=tuple(model.exits[i] for i in exit_idx),
                           predictions=tuple(int(p) for p in predictions),
                           confidences=tuple(float(c) for c in confidences))
+
+    def run_preemptible(self, plan: Plan, should_stop: StopCheck) -> SlotResult:
+        """``run``, one stage at a time with the network's per-stage API (``run_stage``/``head``). After each
+        stage short of the plan's exit it asks ``should_stop(exit)``; on yes, every sample still running is
+        answered from that exit's head and the slot ends, ``preempted``. Confidence exits, where enabled,
+        still let samples leave at a confident head first. On a virtual clock the measured time so far has
+        passed before each question. The slot time includes the questions (the cost of preemptibility)."""
+        if plan.model is None or plan.exit is None or not plan.requests:
+            raise ValueError("cannot run an idle plan: it has no model, exit or requests")
+        model = self.model(plan.model)
+        cap = model.exit_index(plan.exit)
+        conf = self._confidence.get(plan.model)
+        c0 = self.clock.now() if self.clock is not None else 0.0
+        t0 = time.perf_counter()
+        x = self._batch(plan.model, model, plan.requests)
+        n = x.shape[0]
+        preempted = False
+        with torch.inference_mode():
+            out = torch.empty(n, model.num_classes, device=self.device)
+            exit_idx = torch.full((n,), cap, dtype=torch.long, device=self.device)
+            alive = torch.arange(n, device=self.device)
+            h = x
+            for k in range(cap + 1):
+                h = model.run_stage(k, h)
+                if k == cap:
+                    out[alive] = model.head(k, h).float()
+                    break
+                logits = None
+                if conf is not None:
+                    logits = model.head(k, h).float()
+                    done = is_confident(logits, conf.criterion, conf.thresholds[k])
+                    out[alive[done]] = logits[done]
+                    exit_idx[alive[done]] = k
+                    keep = ~done
+                    alive, h, logits = alive[keep], h[keep], logits[keep]
+                    if alive.numel() == 0:
+                        break
+                self._catch_up(c0, t0)
+                if should_stop(model.exits[k]):
+                    out[alive] = logits if logits is not None else model.head(k, h).float()
+                    exit_idx[alive] = k
+                    preempted = True
+                    break
+            top, pred = torch.softmax(out, dim=-1).max(dim=-1)
+            predictions, confidences, taken = pred.tolist(), top.tolist(), exit_idx.tolist()
+        synchronize(self.device)
+        slot_ms = (time.perf_counter() - t0) * 1000.0
+        self._catch_up(c0, t0, slot_ms)
+        return SlotResult(slot_ms=slot_ms, exits=tuple(model.exits[i] for i in taken),
+                          predictions=tuple(int(p) for p in predictions),
+                          confidences=tuple(float(c) for c in confidences), preempted=preempted)
+
+    def _catch_up(self, c0: float, t0: float, elapsed_ms: float | None = None) -> None:
+        """On a virtual clock, let the time measured since ``t0`` pass (a real clock has seen it pass)."""
+        if self.clock is None:
+            return
+        if elapsed_ms is None:
+            synchronize(self.device)
+            elapsed_ms = (time.perf_counter() - t0) * 1000.0
+        behind_s = elapsed_ms / 1000.0 - (self.clock.now() - c0)  # read after the measurement: <= 0 on a real clock
+        if behind_s > 0:
+            self.clock.sleep(behind_s)
 
     def _batch(self, name: str, model: EarlyExitNet, requests: Sequence[Request]) -> torch.Tensor:
         shape = model.input_shape

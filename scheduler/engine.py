@@ -55,9 +55,12 @@ class StepResult:
 class Engine:
     def __init__(self, profile: Profile, policy: Policy, executor: Executor, clock: Clock,
                  models: Sequence[str] | None = None, admission: AdmissionConfig | None = None,
-                 listeners: Sequence[EngineListener] = (), timer: Callable[[], float] | None = None) -> None:
+                 listeners: Sequence[EngineListener] = (), timer: Callable[[], float] | None = None,
+                 before_preempt_check: Callable[[], None] | None = None) -> None:
         """``timer`` is a wall-clock counter (seconds) used only to measure decision time;
-        leave it None in simulation so results never depend on the host's speed."""
+        leave it None in simulation so results never depend on the host's speed.
+        ``before_preempt_check`` is called (outside the lock) before each mid-slot ``policy.preempt``
+        question: a simulator delivers there the arrivals that happened during the slot so far."""
         self.profile = profile
         self.policy = policy
         self.executor = executor
@@ -65,6 +68,7 @@ class Engine:
         self.admission = admission or AdmissionConfig()
         self.listeners = list(listeners)
         self.timer = timer
+        self.before_preempt_check = before_preempt_check
         names = list(models) if models is not None else list(profile.model_names)
         for name in names:
             profile.model(name)  # raises with the known models listed
@@ -141,7 +145,10 @@ class Engine:
     def _run(self, plan: Plan, decision_ms: float | None) -> list[RequestResult]:
         start_s = self.clock.now()
         try:
-            slot = self.executor.run(plan)
+            if self.preemptive:
+                slot = self.executor.run_preemptible(plan, self.stop_check(plan))
+            else:
+                slot = self.executor.run(plan)
         except Exception as exc:  # a failed slot fails exactly its own requests
             reason = f"slot_failed: {type(exc).__name__}: {exc}"[:300]
             for listener in self.listeners:
@@ -161,6 +168,22 @@ class Engine:
                 prediction=slot.predictions[i] if slot.predictions is not None else None,
                 confidence=slot.confidences[i] if slot.confidences is not None else None))
         return out
+
+    @property
+    def preemptive(self) -> bool:
+        """Slots run stage by stage, the policy asked between stages: it wants it and the executor can."""
+        return self.policy.preemptive and callable(getattr(self.executor, "run_preemptible", None))
+
+    def stop_check(self, plan: Plan) -> Callable[[str], bool]:
+        """The question a preemptible executor asks between the stages of ``plan``: the driver's hook
+        first, then ``policy.preempt`` under the engine's lock, on the queues as they are now."""
+        def should_stop(exit_done: str) -> bool:
+            if self.before_preempt_check is not None:
+                self.before_preempt_check()
+            with self._cond:
+                return bool(self.policy.preempt(self.clock.now(), plan, exit_done, self.queues, self.profile))
+
+        return should_stop
 
     def _check(self, plan: Plan, now_s: float) -> None:
         bmax = self.policy.bmax

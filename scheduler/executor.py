@@ -4,6 +4,7 @@ from the profile; the live worker uses the torch executor in ``models/``."""
 from __future__ import annotations
 
 import bisect
+from collections.abc import Callable
 from typing import Protocol
 
 import numpy as np
@@ -12,10 +13,23 @@ from scheduler.clock import Clock
 from scheduler.profile import Profile
 from scheduler.types import Plan, SlotResult
 
+# Asked after each stage short of the plan's exit, with the exit just reached: stop the batch there?
+StopCheck = Callable[[str], bool]
+
 
 class Executor(Protocol):
     def run(self, plan: Plan) -> SlotResult:
         """Run ``plan``'s batch up to its exit; the slot's time passes on the engine's clock."""
+        ...
+
+
+class PreemptibleExecutor(Executor, Protocol):
+    """An executor that can also run a plan stage by stage (the engine uses it when the policy preempts)."""
+
+    def run_preemptible(self, plan: Plan, should_stop: StopCheck) -> SlotResult:
+        """Run ``plan`` stage by stage; after each exit short of the plan's, call ``should_stop(exit)`` (the
+        time so far has passed on the engine's clock) and, when it says so, answer the batch from that
+        exit's head and return a SlotResult with ``preempted=True`` and that exit for every request."""
         ...
 
 
@@ -96,3 +110,39 @@ class ProfileExecutor:
         if self.report_measured:
             slot_ms = (self.clock.now() - start_s) * 1000.0
         return SlotResult(slot_ms=slot_ms, exits=(plan.exit,) * plan.batch_size)
+
+    def run_preemptible(self, plan: Plan, should_stop: StopCheck) -> SlotResult:
+        """The slot stage by stage. The time to the plan's exit is drawn once, as ``run`` draws it (the same
+        random stream, so a slot nobody stops takes exactly what ``run`` would give), and split into stage
+        boundaries in proportion to the profiled mean latency of each exit at this batch size: the boundary
+        after exit k lies at ``drawn x mean(k) / mean(cap)`` (the profile times a slot run *to* exit k, its
+        head included, so this is where a slot stopped at k ends). A stop there reports that boundary's time."""
+        assert plan.model is not None and plan.exit is not None, "cannot run an idle plan"
+        model, b = plan.model, plan.batch_size
+        drawn_ms = self.sampler.draw_ms(model, plan.exit, b, float(self.rng.random()))
+        exits = self.sampler.profile.model(model).exits
+        cap = exits.index(plan.exit)
+        cap_mean_ms = self.sampler.profile.latency_ms(model, plan.exit, b, "mean")
+        start_s = self.clock.now()
+        done_ms = 0.0
+        for k in range(cap):
+            # Clamped so a profile where a shallower exit is not faster still gives ordered boundaries.
+            share = min(self.sampler.profile.latency_ms(model, exits[k], b, "mean") / cap_mean_ms, 1.0)
+            done_ms = max(drawn_ms * share, done_ms)
+            self._wait_until(start_s, done_ms)
+            if should_stop(exits[k]):
+                slot_ms = (self.clock.now() - start_s) * 1000.0 if self.report_measured else done_ms
+                return SlotResult(slot_ms=slot_ms, exits=(exits[k],) * b, preempted=True)
+        self._wait_until(start_s, drawn_ms)
+        slot_ms = (self.clock.now() - start_s) * 1000.0 if self.report_measured else drawn_ms
+        return SlotResult(slot_ms=slot_ms, exits=(plan.exit,) * b)
+
+    def _wait_until(self, start_s: float, offset_ms: float) -> None:
+        """Let the clock reach ``start_s + offset_ms``. A virtual clock jumps there, so the slot ends at the
+        very float ``run`` would give it, whatever boundaries it stopped at on the way."""
+        target_s = start_s + offset_ms / 1000.0
+        advance_to = getattr(self.clock, "advance_to", None)
+        if advance_to is not None:
+            advance_to(target_s)
+        else:
+            self.clock.sleep(target_s - self.clock.now())

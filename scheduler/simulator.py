@@ -42,20 +42,30 @@ def simulate(requests: Sequence[Request], profile: Profile, policy: Policy, *, s
     scales the profiled spread (see ``SlotTimeSampler``). ``executor_factory`` swaps in another
     executor on the same virtual clock (preemption, confidence exits). ``models`` limits the
     served models (default: every model of the profile, in profile order).
+
+    With a preemptive policy (and an executor that can stop between stages) the engine asks the
+    policy at each stage boundary; the arrivals up to that moment are admitted just before, by the
+    same rule as between slots (every arrival at or before the clock, in trace order).
     """
     clock = VirtualClock(requests[0].arrival_s if requests else 0.0)
     rng = np.random.default_rng(seed)
     executor = executor_factory(clock, rng) if executor_factory else ProfileExecutor(profile, clock, rng, noise)
     collect = _Collect()
-    engine = Engine(profile, policy, executor, clock, models=models, admission=admission,
-                    listeners=[collect, *listeners])
-    i, n = 0, len(requests)
-    while True:
+    n = len(requests)
+    i = 0
+
+    def admit_arrivals() -> None:
+        nonlocal i
         now_s = clock.now()
         while i < n and requests[i].arrival_s <= now_s:
             assert i == 0 or requests[i].arrival_s >= requests[i - 1].arrival_s, "requests must be sorted by arrival"
             engine.submit(requests[i])
             i += 1
+
+    engine = Engine(profile, policy, executor, clock, models=models, admission=admission,
+                    listeners=[collect, *listeners], before_preempt_check=admit_arrivals)
+    while True:
+        admit_arrivals()
         next_arrival_s = requests[i].arrival_s if i < n else float("inf")
         step = engine.step()
         if step.plan is None:  # nothing queued: jump to the next arrival

@@ -82,6 +82,9 @@ class SlotResult:
     exits: tuple[str, ...]  # exit each request actually took, in plan order (<= the plan's cap)
     predictions: tuple[int, ...] | None = None  # predicted class per request; None in simulation
     confidences: tuple[float, ...] | None = None  # max softmax per request; None in simulation
+    # Stopped at an exit boundary before the plan's exit (``exits`` then name the exit reached): the slot's
+    # time is no sample of the planned exit's latency.
+    preempted: bool = False
 
 
 @dataclass(frozen=True, slots=True)

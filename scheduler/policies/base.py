@@ -37,6 +37,17 @@ class Policy:
     def observe(self, plan: Plan, slot: SlotResult) -> None:
         """Called by the engine after each slot it ran (for stateful or learning policies)."""
 
+    @property
+    def preemptive(self) -> bool:
+        """True when slots should run stage by stage, with ``preempt`` asked between stages (the engine
+        does so only when its executor can stop at an exit boundary)."""
+        return False
+
+    def preempt(self, now_s: float, plan: Plan, exit_done: str, queues: Queues, profile: Profile) -> bool:
+        """Asked between two stages of the running ``plan`` (``exit_done``: the exit just reached, short of
+        the plan's exit), under the engine's lock: stop the batch here and answer it from this exit?"""
+        return False
+
     def table(self, profile: Profile) -> LatencyTable:
         """Latency table at this policy's quantile, cached per profile object."""
         cached = self._table_for

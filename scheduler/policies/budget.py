@@ -1,14 +1,30 @@
 """Accuracy budget: which exit each model can afford at the observed load.
 
 A fluid view of the GPU: model m receives ``rate_m`` requests per second and, at exit e, each costs
-``c(m, e) = E(m, e, b_m) / b_m`` ms of GPU time, where ``b_m`` is the model's observed mean batch size
-and ``E`` the expected slot time. Starting from every model at its shallowest allowed exit, upgrades
-along each model's accuracy-vs-cost upper hull are bought in order of accuracy gained per ms of GPU
-time until the planned busy time reaches ``target_load`` x 1000 ms per second (a fractional knapsack,
-optimal for the fluid problem). The last upgrade may be funded only in part: that model alternates
-between its two exits so that the budgeted share of its requests gets the deeper one.
+``c(m, e) = E(m, e, Bmax) / Bmax`` ms of GPU time, ``E`` being the expected slot time (full batches:
+costing the batches actually observed feeds back, small batches making exits look dearer and the
+budget then starving the very batching that would make them cheap). Starting from every model at its
+shallowest allowed exit, upgrades along each model's accuracy-vs-cost upper hull are bought in order
+of accuracy gained per ms of GPU time until the planned busy time reaches ``target_load`` x 1000 ms
+per second (a fractional knapsack, optimal for the fluid problem). The last upgrade may be funded
+only in part (the *split*; it takes whatever budget is left): that model alternates between its two
+exits so that the budgeted share of its requests gets the deeper one.
 
 The budget caps the exit a policy may choose; deadlines may still force a shallower one.
+
+**Backlog timing of the split** (``backlog_timing``, on by default). The fluid share says how much
+of the split model's traffic the budget can afford on average, but counting requests to hit it is a
+poor controller under load: the share comes from noisy rates at a planned load near 100%, so the
+queues either drain, and slots run partial batches (each pays the slot's fixed cost for fewer
+requests), or grow until deadlines force exits down. Instead the policy tells ``cap`` whether the
+backlog is short: some busy model (one whose arrivals fill a full batch well within its deadline)
+has less than a full batch queued. The split model then takes its deeper exit: the longer slot lets
+the queues fill, and its time buys accuracy instead of the fixed cost of partial batches. While
+every busy model has a full batch queued it takes the shallower one, and the backlog drains. So the
+queues hover around one full batch each, the least backlog that keeps every batch full, and the
+realised share follows what the device can actually carry. With no busy model (light traffic or
+short deadlines) batches are partial anyway, the full-batch costs the solution assumed are too
+optimistic, and the split's marginal upgrade is not bought.
 """
 
 from __future__ import annotations
@@ -26,7 +42,7 @@ class ExitBudget:
                  target_load: float = 0.8, horizon_s: float = 1.0, burst_horizon_s: float | None = 0.2,
                  resolve_every: int = 4,
                  adapt: bool = True, forced_share: float = 0.05, load_step: float = 0.02,
-                 load_bounds: tuple[float, float] = (0.5, 1.0)) -> None:
+                 load_bounds: tuple[float, float] = (0.5, 1.0), backlog_timing: bool = True) -> None:
         if not 0.0 < target_load <= 1.0:
             raise ValueError(f"target_load must be in (0, 1], got {target_load}")
         self.models = tuple(models)
@@ -40,6 +56,7 @@ class ExitBudget:
         self.forced_share = forced_share
         self.load_step = load_step
         self.load_bounds = load_bounds
+        self.backlog_timing = backlog_timing
         self._served = 0  # requests served since the last solve
         self._forced = 0  # of which deadlines forced below their model's cap
         self._arrivals: dict[str, deque[float]] = {m: deque() for m in self.models}
@@ -51,6 +68,7 @@ class ExitBudget:
         self._split_served = [0, 0]  # requests of the split model served: [total, at the deeper exit]
         self._since = 0
         self._latest_s = -float("inf")
+        self._rates: dict[str, float] = {}  # the arrival rates of the last solve
         # Arrivals come from the admitting thread, slots from the engine's: one lock for both.
         self._lock = threading.Lock()
 
@@ -62,13 +80,25 @@ class ExitBudget:
 
     # -- what the policy asks --------------------------------------------------------------
 
-    def cap(self, model: str) -> int:
-        """The deepest exit index ``model`` may run now."""
+    def cap(self, model: str, backlog_short: bool = False) -> int:
+        """The deepest exit index ``model`` may run now. ``backlog_short``: some busy model has less than a
+        full batch queued (with ``backlog_timing`` it decides the split model's exit)."""
         split = self._split
         if split is not None and split[0] == model:
+            if self.backlog_timing:
+                return split[1] if backlog_short else self._caps[model]
             total, deep = self._split_served
             return split[1] if deep < split[2] * (total + 1) else self._caps[model]
         return self._caps[model]
+
+    def solved_rate_rps(self, model: str) -> float:
+        """The arrival rate of ``model`` the last solve used (0 before the first)."""
+        return self._rates.get(model, 0.0)
+
+    @property
+    def split_model(self) -> str | None:
+        """The model whose next exit the budget can afford only in part, if any."""
+        return self._split[0] if self._split is not None else None
 
     def describe(self) -> dict:
         return {"caps": dict(self._caps), "split": self._split, "target_load": self.target_load,
@@ -151,11 +181,13 @@ class ExitBudget:
             else:
                 if split is None and budget_ms > 0:
                     split = (m, e1, budget_ms / step_ms)
+                    budget_ms = 0.0  # the split takes what is left: a later, cheaper step must not spend it again
                 blocked.add(m)
         if split is None or self._split is None or self._split[:2] != split[:2]:
             self._split_served = [0, 0]
         self._caps.update(caps)
         self._split = split
+        self._rates = rates
 
 
 def _rate(arrivals: deque[float], horizon_s: float) -> float:

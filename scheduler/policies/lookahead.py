@@ -56,6 +56,7 @@ floor makes infeasible is refused at admission with reason ``accuracy_floor_unre
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -79,6 +80,8 @@ ACCURACY_FLOOR = "accuracy_floor_unreachable"
 SMALL_QUEUE = 16
 # The look-ahead sums at most this many later batches per model: beyond them a deep backlog is overload anyway.
 MAX_CHUNKS = 12
+# A model is "busy" when a full batch of its requests arrives within this share of its shortest deadline.
+FULL_BATCH_WAIT = 0.5
 
 
 @dataclass(slots=True)
@@ -111,7 +114,7 @@ class LookaheadPolicy(Policy):
                  accuracy_aware: bool = True, shed: str = "salvage", adaptive: bool = True, budget: bool = True,
                  edf_batches: bool = True, floors: Mapping[str, float] | None = None,
                  margin_quantile: float = 0.999, target_load: float = 0.8, salvage_ms: float = 10_000.0,
-                 budget_options: Mapping[str, object] | None = None) -> None:
+                 budget_options: Mapping[str, object] | None = None, preempt: bool = False) -> None:
         super().__init__(bmax, quantile)
         if shed not in SHED_MODES:
             raise ValueError(f"shed must be one of {SHED_MODES}, got {shed!r}")
@@ -130,6 +133,7 @@ class LookaheadPolicy(Policy):
         self.target_load = target_load
         self.salvage_ms = salvage_ms
         self.budget_options = dict(budget_options or {})  # extra ExitBudget settings (horizons, adaptation)
+        self.preemption = preempt  # ask to run slots stage by stage and stop them at exit boundaries
         self._correction: LatencyCorrection | None = None
         self._correction_for: int | None = None
         self._tables: _Tables | None = None
@@ -138,6 +142,10 @@ class LookaheadPolicy(Policy):
         self._shortest_ms: dict[str, float] = {}  # per model, the minimum of _recent_slo_ms
         self._early_slots = 0  # slots where confidence exits let samples leave before the planned exit
         self._early_saved_ms = 0.0  # their expected (full-depth) time minus their measured time
+        self._backlog_short = False  # this decision's view of the backlog, for the budget's split
+        self._decided_s = -INF  # when the running slot was planned: later arrivals are news to it
+        self._preempted_slots = 0
+        self._preempted_lost = 0.0  # accuracy given up by stopped batches (sum over their requests)
 
     # -- tables ----------------------------------------------------------------------------
 
@@ -224,6 +232,7 @@ class LookaheadPolicy(Policy):
 
     def plan(self, now_s: float, queues: Queues, profile: Profile) -> Plan | None:
         t = self._prepare(profile)
+        self._decided_s = now_s
         drop: list[Request] = []
         late: list[list[Request]] = []
         heads: list[_Head] = []
@@ -244,6 +253,7 @@ class LookaheadPolicy(Policy):
                 return Plan.run(batch[0].model, t.exits[batch[0].model][e], tuple(batch),
                                 t.safe[batch[0].model][e][len(batch)], drop=tuple(drop))
             return Plan.idle(INF, drop=tuple(drop))
+        self._backlog_short = self._short_backlog(queues)
         edf = self._lookahead(now_s, heads, t, queues)
         best = None  # (latest start, model, exit index, safe ms, batch)
         for i, h in enumerate(heads):
@@ -307,12 +317,26 @@ class LookaheadPolicy(Policy):
         """The most accurate allowed exit (within the budget's cap when ``capped``) whose safe slot time
         fits ``room_ms``."""
         allowed = t.allowed[model]
-        cap = self._budget.cap(model) if self._budget is not None and capped else allowed[-1]
+        cap = self._budget.cap(model, self._backlog_short) if self._budget is not None and capped else allowed[-1]
         rows = t.safe[model]
         for e in reversed(allowed):
             if e <= cap and rows[e][b] <= room_ms:
                 return e
         return None
+
+    def _short_backlog(self, queues: Queues) -> bool:
+        """Does some *busy* model have less than a full batch queued? A model is busy when its arrivals
+        fill a batch of Bmax within ``FULL_BATCH_WAIT`` of its shortest recent deadline, so waiting for a
+        full batch is cheap; for the others a short queue is no lack of backlog (the budget's split, see
+        ``scheduler.policies.budget``)."""
+        b = self._budget
+        if b is None or b.split_model is None:
+            return False
+        need = self.bmax * 1000.0 / FULL_BATCH_WAIT
+        for m, q in queues.items():
+            if len(q) < self.bmax and b.solved_rate_rps(m) * self._shortest_ms.get(m, 0.0) >= need:
+                return True
+        return False
 
     def _salvage(self, now_s: float, late: list[list[Request]], t: _Tables, queues: Queues,
                  drop: list[Request], room_ms: float) -> Plan | None:
@@ -425,6 +449,67 @@ class LookaheadPolicy(Policy):
             return min(r.slo_ms for r in head.batch)
         return min(shortest, head.batch[0].slo_ms)
 
+    # -- exit-boundary preemption ----------------------------------------------------------
+
+    @property
+    def preemptive(self) -> bool:
+        return self.preemption
+
+    def preempt(self, now_s: float, plan: Plan, exit_done: str, queues: Queues, profile: Profile) -> bool:
+        """Stop the running batch at ``exit_done`` when requests that arrived during the slot make the rest
+        of it doom queued work that stopping now saves, and the requests saved are worth more than the
+        accuracy the batch gives up (see ``_stop_value``). Only at an allowed exit (never a dominated one
+        or one below the floor); the stopped batch keeps its deadlines, it finishes earlier."""
+        if not self.preemption or plan.model is None:
+            return False
+        t = self._prepare(profile)
+        m = plan.model
+        k = t.exits[m].index(exit_done)
+        if k not in t.allowed[m]:
+            return False
+        if not any(q and q[-1].arrival_s > self._decided_s for q in queues.values()):
+            return False  # nothing new since the decision, whose look-ahead protected everything queued
+        cap, b = t.exits[m].index(plan.exit), plan.batch_size
+        acc = profile.model(m).accuracy
+        lost = b * (acc[plan.exit] - acc[exit_done])
+        if self._stop_value(now_s, t, queues, profile, m, k, cap, b) <= lost:
+            return False
+        self._preempted_slots += 1
+        self._preempted_lost += lost
+        return True
+
+    def _stop_value(self, now_s: float, t: _Tables, queues: Queues, profile: Profile, m: str, k: int,
+                    cap: int, b: int) -> float:
+        """Accuracy the queued requests gain if the slot stops now rather than running to its cap: each one
+        that then meets its deadline in an EDF schedule of every queue at the shallowest allowed exits (the
+        look-ahead's test), but not after the rest of the slot, counts its model's shallowest accuracy.
+        The rest of the slot is the cap's safe time in the share the executors split it by."""
+        share = min(t.expected[m][k][b] / t.expected[m][cap][b], 1.0)
+        remaining_ms = t.safe[m][cap][b] * (1.0 - share)
+        pending: list[tuple[float, float, int, float]] = []  # (deadline_s, duration ms, requests, accuracy)
+        for q in queues.values():
+            if not q or not t.allowed[q.model]:
+                continue
+            head = self._head(now_s, q, t, [], [])
+            if head is None:
+                continue
+            lo = t.allowed[q.model][0]
+            row = t.chain[q.model][lo]
+            value = profile.model(q.model).accuracy[t.exits[q.model][lo]]
+            for d_s, size in [(head.first_s, len(head.batch)), *head.rest]:
+                pending.append((d_s, row[size], size, value))
+        pending.sort()
+        base_ms = now_s * 1000.0
+        gained = 0.0
+        busy_ms = square_ms2 = 0.0
+        for d_s, dur_ms, size, value in pending:
+            busy_ms += dur_ms
+            square_ms2 += dur_ms * dur_ms
+            room_ms = d_s * 1000.0 - base_ms - busy_ms - t.spread * math.sqrt(square_ms2)
+            if 0.0 <= room_ms < remaining_ms:
+                gained += size * value
+        return gained
+
     # -- learning --------------------------------------------------------------------------
 
     def observe(self, plan: Plan, slot: SlotResult) -> None:
@@ -437,6 +522,12 @@ class LookaheadPolicy(Policy):
         self._shortest_ms[plan.model] = min(recent)
         t = self._tables
         if t is None:
+            return
+        if slot.preempted:
+            # Stopped at an exit boundary: no sample of the cap's latency (nor of the exit reached, whose
+            # time the executor only apportioned); the budget counts the batch at the exit it got.
+            if self._budget is not None:
+                self._budget.observe(plan, t.exits[plan.model].index(slot.exits[0]))
             return
         e = t.exits[plan.model].index(plan.exit)
         if self._correction is not None:
@@ -461,6 +552,8 @@ class LookaheadPolicy(Policy):
         if self._correction is not None:
             out["prediction"] = self._correction.error_stats()
             out["confidence_exits"] = {"slots": self._early_slots, "saved_ms": self._early_saved_ms}
+        if self.preemption:
+            out["preemption"] = {"slots": self._preempted_slots, "accuracy_lost": self._preempted_lost}
         if self._budget is not None:
             out["budget"] = self._budget.describe()
         return out
