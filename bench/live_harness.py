@@ -141,7 +141,10 @@ class LiveHarness:
         first = not any(t.kind == "edgeserving" for n, t in self.targets.items() if n != name)
         prefix = self.apps[name]["route_prefix"] if name in self.apps else ("/" if first else f"/{name}")
         app.update(name=name, route_prefix=prefix)
-        app["args"] = {**app["args"], "policy": policy, "metrics_dir": str(self.tmp / "metrics" / name), **args}
+        # Another policy's options would not fit this one: a changed policy starts from none.
+        keep = app["args"].get("policy_options", {}) if app["args"].get("policy") == policy else {}
+        app["args"] = {**app["args"], "policy": policy, "policy_options": keep,
+                       "metrics_dir": str(self.tmp / "metrics" / name), **args}
         dep = deploy.worker_deployment(app)
         dep["ray_actor_options"] = {**dep.get("ray_actor_options", {}), "num_cpus": WORKER_CPUS}
         self._check_gpus(extra={name: app})

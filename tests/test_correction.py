@@ -70,6 +70,19 @@ def test_margin_covers_the_observed_spread_and_starts_from_the_profile_tail():
     assert quiet.margin() == pytest.approx(1.0)
 
 
+def test_margin_ignores_interference_beyond_its_cap():
+    # 2% of slots hit by a 20x stall (the OS descheduling the worker): the 0.999-quantile is the stall.
+    c = LatencyCorrection(NOISY, margin_quantile=0.999)
+    rng = np.random.default_rng(3)
+    for _ in range(1000):
+        c.observe("A", 0, 1, NOISY.table("mean").rows["A"][0][1] * (20.0 if rng.random() < 0.02 else 1.0))
+    assert c.max_margin == pytest.approx(1.5 * 1.35)
+    assert c.margin() == pytest.approx(c.max_margin)  # planned against, the stall would be 20x
+    assert c.error_stats()["max_margin"] == c.max_margin
+    with pytest.raises(ValueError, match="max_margin"):
+        LatencyCorrection(TWO_MODELS, max_margin=0.5)
+
+
 def test_prediction_error_is_measured_minus_planned():
     c = LatencyCorrection(TWO_MODELS)
     for planned, measured in [(2.0, 3.0), (2.0, 1.0), (4.0, 5.0)]:

@@ -245,3 +245,17 @@ def test_default_policy_serves_and_salvages_a_hopeless_request_only_with_spare_t
     # Salvage: the hopeless request costs no on-time request anything, and still ends exactly once.
     assert hopeless.outcome in (Outcome.LATE, Outcome.DROPPED)
     assert_accounted(core, 2)
+
+
+def test_policy_options_reach_the_policy_and_bad_ones_fail_naming_them(make_core):
+    from scheduler.serving.config import ConfigError
+
+    core = make_core(policy="lookahead", policy_options={"preempt": True, "shed": "drop"})
+    assert core.engine.preemptive and core.engine.policy.shed == "drop"
+    met, dropped = run(core, call("fast", 1000.0), call("slow", 0.01))
+    assert met.outcome is Outcome.MET and dropped.outcome is Outcome.DROPPED
+    assert_accounted(core, 2)
+    with pytest.raises(ConfigError, match=r"policy_options.*'nonsense'"):
+        make_core(policy="lookahead", policy_options={"nonsense": 1})
+    with pytest.raises(ConfigError, match="top-level"):
+        make_core(policy="lookahead", policy_options={"bmax": 2})

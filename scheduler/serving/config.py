@@ -63,6 +63,9 @@ class ServingConfig(BaseModel):
     profile: str = Field(description="profile JSON the policy plans with (and, with executor: profile, draws from)")
     models: dict[str, ModelConfig] = Field(description="served models by name; each must be in the profile")
     policy: str = Field(DEFAULT_POLICY, description="scheduling policy by registry name")
+    policy_options: dict[str, Any] = Field(
+        {}, description="extra options of the policy's constructor, e.g. {preempt: true} (exit-boundary "
+                        "preemption) or {shed: drop} for lookahead; see the policy's docstring")
     bmax: int = Field(8, ge=1, le=MAX_BATCH, description="largest batch one slot may run")
     quantile: Literal["mean", "p50", "p90", "p95", "p99"] = Field(
         "p95", description="profile quantile the policy predicts slot times with")
@@ -102,6 +105,19 @@ class ServingConfig(BaseModel):
         if not v:
             raise ValueError("at least one model is required")
         return v
+
+    @model_validator(mode="after")
+    def _policy_builds(self) -> ServingConfig:
+        from scheduler.policies import make_policy
+
+        reserved = {"bmax", "quantile"} & set(self.policy_options)
+        if reserved:
+            raise ValueError(f"policy_options may not set {sorted(reserved)}: they are top-level settings")
+        try:
+            make_policy(self.policy, bmax=self.bmax, quantile=self.quantile, **self.policy_options)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"policy_options {self.policy_options} do not fit policy {self.policy!r}: {exc}") from None
+        return self
 
     @model_validator(mode="after")
     def _executor_needs(self) -> ServingConfig:

@@ -104,6 +104,8 @@ class ServingMetrics:
         self.prediction_error = Histogram("edgeserving_slot_prediction_error_seconds",
                                           "Measured minus predicted slot time", ["model", "exit"],
                                           buckets=ERROR_BUCKETS_S, **kw)
+        self.preempted_slots = Counter("edgeserving_preempted_slots", "Slots stopped at an exit boundary (preemption)",
+                                       ["model", "exit"], **kw)
         self.failed_slots = Counter("edgeserving_failed_slots", "Slots whose executor raised", ["model"], **kw)
         self.busy = Counter("edgeserving_gpu_busy_seconds", "Time the device spent running slots", ["worker"], **kw)
         self.decision = Histogram("edgeserving_scheduler_decision_seconds", "Time of one policy decision",
@@ -144,7 +146,10 @@ class ServingMetrics:
             return
         self.batch_size.labels(plan.model).observe(plan.batch_size)
         self.slot.labels(plan.model, plan.exit).observe(slot.slot_ms / 1000.0)
-        self.prediction_error.labels(plan.model, plan.exit).observe((slot.slot_ms - plan.predicted_ms) / 1000.0)
+        if slot.preempted:  # stopped at an exit boundary: no sample of the planned exit's time
+            self.preempted_slots.labels(plan.model, slot.exits[0]).inc()
+        else:
+            self.prediction_error.labels(plan.model, plan.exit).observe((slot.slot_ms - plan.predicted_ms) / 1000.0)
         self.busy.labels(self.worker).inc(slot.slot_ms / 1000.0)
 
     def set_queue_depths(self, depths: Mapping[str, int]) -> None:

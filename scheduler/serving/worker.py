@@ -53,7 +53,7 @@ class WorkerCore:
             raise ConfigError(f"profile: {exc}") from None
         self.catalog, checkpoints = load_catalog(cfg, self.profile)
         self.executor, self.device = make_executor(cfg, self.profile, checkpoints, self.clock)
-        self.policy = make_policy(cfg.policy, bmax=cfg.bmax, quantile=cfg.quantile)
+        self.policy = make_policy(cfg.policy, bmax=cfg.bmax, quantile=cfg.quantile, **cfg.policy_options)
         self.metrics = ServingMetrics(metrics_dir, worker_id, cfg.bmax)
         self.process_metrics = ProcessMetrics()
         self._process_sampled_s = self.clock.now()
