@@ -90,12 +90,15 @@ class TorchExecutor:
 
     # -- the slot --------------------------------------------------------------------------
 
-    def run(self, plan: Plan) -> SlotResult:
+    def _open(self, plan: Plan) -> tuple[EarlyExitNet, int, ConfidenceExit | None]:
+        """The plan's network, its exit cap's index and its confidence exit (None when off)."""
         if plan.model is None or plan.exit is None or not plan.requests:
             raise ValueError("cannot run an idle plan: it has no model, exit or requests")
         model = self.model(plan.model)
-        cap = model.exit_index(plan.exit)
-        conf = self._confidence.get(plan.model)
+        return model, model.exit_index(plan.exit), self._confidence.get(plan.model)
+
+    def run(self, plan: Plan) -> SlotResult:
+        model, cap, conf = self._open(plan)
         c0 = self.clock.now() if self.clock is not None else 0.0
         t0 = time.perf_counter()
         x = self._batch(plan.model, model, plan.requests)
@@ -109,10 +112,7 @@ class TorchExecutor:
             predictions, confidences = pred.tolist(), top.tolist()  # .tolist() waits for the device
         synchronize(self.device)
         slot_ms = (time.perf_counter() - t0) * 1000.0
-        if self.clock is not None:
-            behind_s = slot_ms / 1000.0 - (self.clock.now() - c0)
-            if behind_s > 0:  # a virtual clock: let the measured time pass on it
-                self.clock.sleep(behind_s)
+        self._catch_up(c0, t0, slot_ms)
         return SlotResult(slot_ms=slot_ms, exits=tuple(model.exits[i] for i in exit_idx),
                           predictions=tuple(int(p) for p in predictions),
                           confidences=tuple(float(c) for c in confidences))
@@ -123,11 +123,7 @@ class TorchExecutor:
         answered from that exit's head and the slot ends, ``preempted``. Confidence exits, where enabled,
         still let samples leave at a confident head first. On a virtual clock the measured time so far has
         passed before each question. The slot time includes the questions (the cost of preemptibility)."""
-        if plan.model is None or plan.exit is None or not plan.requests:
-            raise ValueError("cannot run an idle plan: it has no model, exit or requests")
-        model = self.model(plan.model)
-        cap = model.exit_index(plan.exit)
-        conf = self._confidence.get(plan.model)
+        model, cap, conf = self._open(plan)
         c0 = self.clock.now() if self.clock is not None else 0.0
         t0 = time.perf_counter()
         x = self._batch(plan.model, model, plan.requests)
