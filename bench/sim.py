@@ -5,7 +5,8 @@ Every run is an independent process (a pool of ``--workers``, default one per co
 (violation ratio, P95 and effective accuracy against load per suite; the exit mix per policy). It
 prints, per suite, whether issue 7's simulated targets hold for our policy against the reference,
 computed from the runs. ``--ablation`` instead runs our policy with each capability turned off;
-``--confidence`` measures confidence exits on the demo CPU zoo (``bench.sim_confidence``).
+``--confidence`` measures confidence exits on the demo CPU zoo (``bench.sim_confidence``) and
+``--preemption`` what exit-boundary preemption buys and costs (``bench.sim_preemption``).
 Workloads, capacity and the hard-suite noise are defined in ``bench.sim_suites``.
 """
 
@@ -52,6 +53,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    "the demo zoo's capacity (default 0.6)")
     p.add_argument("--confidence-deadline-ms", type=float, default=30.0,
                    help="with --confidence: the deadline (default 30 ms)")
+    p.add_argument("--preemption", action="store_true",
+                   help="instead: lookahead with exit-boundary preemption off vs on on bursty mixed-deadline "
+                        "workloads, and its cost on the demo CPU zoo's real slots (see bench.sim_preemption)")
+    p.add_argument("--preemption-repeats", type=int, default=None,
+                   help="with --preemption: interleaved A/B slot timings per model and batch (default 200; "
+                        "--quick 50)")
     p.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
     p.add_argument("--json", action="store_true", help="print runs, points and verdicts as JSON")
 
@@ -66,8 +73,9 @@ def _profile(path: str):
     return Profile.load(path)
 
 
-def run_one(spec, profile_path: str, azure_path: str | None, bmax: int) -> dict:
-    """Simulate one RunSpec and return its CSV row (as a dict)."""
+def run_one(spec, profile_path: str, azure_path: str | None, bmax: int, policy=None) -> dict:
+    """Simulate one RunSpec and return its CSV row (as a dict). ``policy``, when given, replaces the one
+    the spec names (for variants no registry name and options can express, e.g. in bench.sim_preemption)."""
     import numpy as np
 
     from bench.sim_suites import build_requests
@@ -79,7 +87,8 @@ def run_one(spec, profile_path: str, azure_path: str | None, bmax: int) -> dict:
     w = spec.workload
     trace_seed, exec_seed = np.random.SeedSequence(spec.seed).spawn(2)
     requests = build_requests(w, profile, np.random.default_rng(trace_seed), azure_path)
-    policy = make_policy(spec.policy, bmax=bmax, **dict(spec.options))
+    if policy is None:
+        policy = make_policy(spec.policy, bmax=bmax, **dict(spec.options))
     t0 = time.perf_counter()
     factory = None
     if w.device_scale != 1.0:
@@ -136,18 +145,39 @@ def plan_runs(args: argparse.Namespace, profile, ours: str, reference: str) -> l
     return specs
 
 
-def run(args: argparse.Namespace) -> int:
+def run_pool(fn, jobs: list, workers: int, label: str) -> tuple[list[dict], float]:
+    """``fn(job)`` for every job on ``workers`` processes, with a progress bar: the rows (in completion
+    order) and the wall time in seconds. ``fn`` must be a module-level function (it is pickled)."""
     from concurrent.futures import ProcessPoolExecutor, as_completed
 
+    from scheduler.console import progress
+
+    t0 = time.perf_counter()
+    rows: list[dict] = []
+    with ProcessPoolExecutor(max_workers=workers) as pool, progress() as bar:
+        task = bar.add_task(label, total=len(jobs))
+        for f in as_completed([pool.submit(fn, job) for job in jobs]):
+            rows.append(f.result())
+            bar.advance(task)
+    return rows, time.perf_counter() - t0
+
+
+def run(args: argparse.Namespace) -> int:
     from bench import sim_report as rep
-    from scheduler.console import print_table, progress, say, status
+    from scheduler.console import print_table, say, status
     from scheduler.policies import REFERENCE_POLICY, make_policy
     from scheduler.profile import Profile
 
+    if args.confidence and args.preemption:
+        raise ValueError("--confidence and --preemption are separate benchmarks: pick one")
     if args.confidence:
         from bench.sim_confidence import run_confidence
 
         return run_confidence(args)
+    if args.preemption:
+        from bench.sim_preemption import run_preemption
+
+        return run_preemption(args)
     profile = Profile.load(args.profile)
     ours = args.ours or "lookahead"
     reference = REFERENCE_POLICY
@@ -163,17 +193,10 @@ def run(args: argparse.Namespace) -> int:
     out_dir = Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)
     status(f"{len(specs)} simulations on {args.workers} processes -> {out_dir}")
-    t0 = time.perf_counter()
-    rows: list[dict] = []
-    with ProcessPoolExecutor(max_workers=args.workers) as pool, progress() as bar:
-        task = bar.add_task("bench sim", total=len(specs))
-        futures = [pool.submit(_run_star, (s, args.profile, azure_path, args.bmax)) for s in specs]
-        for f in as_completed(futures):
-            rows.append(f.result())
-            bar.advance(task)
-    wall_s = time.perf_counter() - t0
+    rows, wall_s = run_pool(_run_star, [(s, args.profile, azure_path, args.bmax) for s in specs], args.workers,
+                            "bench sim")
     rows.sort(key=lambda r: (r["suite"], r["slo"], r["load"], r["policy"], r["seed"]))
-    _write_csv(out_dir / "runs.csv", rows)
+    write_csv(out_dir / "runs.csv", rows)
     points = rep.aggregate(rows)
     verdicts = [] if args.ablation else rep.check_targets(points, reference, ours)
     plots = [] if args.no_plots else _plots(points, rows, profile, out_dir)
@@ -198,9 +221,9 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _write_csv(path: Path, rows: list[dict]) -> None:
+def write_csv(path: Path, rows: list[dict], columns: tuple[str, ...] = CSV_COLUMNS) -> None:
     with path.open("w", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=CSV_COLUMNS)
+        w = csv.DictWriter(fh, fieldnames=columns)
         w.writeheader()
         for r in rows:
             w.writerow({**r, "exits": json.dumps(r["exits"], separators=(",", ":"))})
@@ -218,9 +241,6 @@ def _plots(points, rows, profile, out_dir: Path) -> list[Path]:
 
 def _markdown(args, profile, points, verdicts, ours: str, reference: str, wall_s: float, runs: int,
               plots: list[Path]) -> str:
-    import platform
-    from datetime import datetime, timezone
-
     from bench import sim_report as rep
     from bench.sim_suites import capacity_rps, noise_for_p99_ratio, seed_weights
 
@@ -228,8 +248,7 @@ def _markdown(args, profile, points, verdicts, ours: str, reference: str, wall_s
     lines = [
         f"# bench sim{' --ablation' if args.ablation else ''}{' --quick' if args.quick else ''}",
         "",
-        f"- date: {datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}; machine: {platform.node()} "
-        f"({platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()})",
+        rep.date_machine_line(),
         f"- profile: {profile.name} ({args.profile}); Bmax {args.bmax}; {args.seeds} seeds per point; "
         f"{runs} runs in {wall_s:.0f} s on {args.workers} processes",
         f"- capacity (3:2:1 mix, most accurate exits, full batches): {cap:.0f} requests/s "

@@ -190,6 +190,16 @@ def ablation_table(points: Sequence[Point], full: str) -> tuple[list[str], list[
     return header, rows
 
 
+def date_machine_line() -> str:
+    """The markdown reports' first bullet: when (UTC) and on what the benchmark ran."""
+    import os
+    import platform
+    from datetime import datetime, timezone
+
+    return (f"- date: {datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}; machine: {platform.node()} "
+            f"({platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()})")
+
+
 def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     lines += ["| " + " | ".join(r) + " |" for r in rows]

@@ -27,6 +27,14 @@ HARD_P99_RATIO = 1.3
 # Overload points as multiples of capacity; at 4x (seed profile, 3:2:1) the load is 95% of what even the
 # shallowest exits carry in full batches, so the whole sweep stays within what some schedule can serve.
 OVERLOAD_FACTORS = (2.0, 2.5, 3.0, 3.5, 4.0)
+MIXED_DEADLINES = ((20.0, 1 / 3), (50.0, 1 / 3), (200.0, 1 / 3))  # three deadline classes, equal shares
+# The same with a 10 ms class: shorter than the seed profile's longest slots (resnet152 to layer3 in a
+# batch of 10 takes 18.9 ms), so an urgent arrival can be doomed by the slot already running.
+TIGHT_DEADLINES = ((10.0, 1 / 3), (50.0, 1 / 3), (200.0, 1 / 3))
+# The bursty arrival processes of the hard suites: (suite, process, generator options).
+BURSTY = (("gamma-cv4", "gamma", (("cv", 4.0),)), ("mmpp-3x", "mmpp", (("burst_factor", 3.0),)))
+# Loads of ``bench sim --preemption``, as fractions of capacity: below it, near it, at its edge.
+PREEMPTION_LOADS = (0.6, 0.8, 0.95)
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,15 +119,13 @@ def default_workloads(profile: Profile, bmax: int, seconds: float, quick: bool,
     cap_lambda = cap / sum(w for _, w in weights)
     seed_lams = (40, 120, 240) if quick else (40, 80, 120, 160, 200, 240)
     hard_lams = (160, 240) if quick else (80, 160, 240)
-    mixed = [(20.0, 1 / 3), (50.0, 1 / 3), (200.0, 1 / 3)]
+    mixed = MIXED_DEADLINES
     slo50 = [(50.0, 1.0)]
     out: list[Workload] = []
     for slo in (50.0, 20.0):
         out += [_lambda_workload("seed", 1, "poisson", lam, weights, [(slo, 1.0)], 1.0, seconds) for lam in seed_lams]
-    out += [_lambda_workload("gamma-cv4", 2, "gamma", lam, weights, slo50, hard, seconds, [("cv", 4.0)])
-            for lam in hard_lams]
-    out += [_lambda_workload("mmpp-3x", 2, "mmpp", lam, weights, slo50, hard, seconds, [("burst_factor", 3.0)])
-            for lam in hard_lams]
+    out += [_lambda_workload(suite, 2, process, lam, weights, slo50, hard, seconds, options)
+            for suite, process, options in BURSTY for lam in hard_lams]
     out += [_lambda_workload("mixed-deadlines", 2, "poisson", lam, weights, mixed, hard, seconds)
             for lam in hard_lams]
     if azure_available:
@@ -136,7 +142,7 @@ def ablation_workloads(profile: Profile, bmax: int, seconds: float, quick: bool)
     weights = seed_weights(profile)
     hard = noise_for_p99_ratio(profile)
     cap_lambda = capacity_rps(profile, dict(weights), bmax) / sum(w for _, w in weights)
-    mixed = [(20.0, 1 / 3), (50.0, 1 / 3), (200.0, 1 / 3)]
+    mixed = MIXED_DEADLINES
     slo50 = [(50.0, 1.0)]
     out = [
         _lambda_workload("seed", 1, "poisson", 240, weights, [(20.0, 1.0)], 1.0, seconds),
@@ -150,6 +156,20 @@ def ablation_workloads(profile: Profile, bmax: int, seconds: float, quick: bool)
                  seconds, device_scale=1.3),
     ]
     return out[:4] if quick else out
+
+
+def preemption_workloads(profile: Profile, bmax: int, seconds: float, quick: bool) -> list[Workload]:
+    """The points ``bench sim --preemption`` compares on: bursty arrivals with mixed deadlines, where an
+    urgent request may arrive while a slot planned for 200 ms requests is running (20/50/200 ms, and
+    10/50/200 ms where the shortest deadline is below the longest slots), at fractions of capacity
+    (``load`` is that fraction, as for the Azure suite). Hard noise, as in the hard suites."""
+    weights = seed_weights(profile)
+    hard = noise_for_p99_ratio(profile)
+    cap = capacity_rps(profile, dict(weights), bmax)
+    loads = PREEMPTION_LOADS[1:] if quick else PREEMPTION_LOADS
+    return [Workload(suite, process, frac, frac * cap, weights, deadlines, hard, seconds, options)
+            for deadlines in (MIXED_DEADLINES, TIGHT_DEADLINES) for suite, process, options in BURSTY
+            for frac in loads]
 
 
 def scaled_profile(profile: Profile, factor: float) -> Profile:
