@@ -265,6 +265,7 @@ def _report(results: list[dict], out: Path, n_rows: int, wall_s: float, profile_
     import numpy as np
 
     from bench import fidelity_metrics as fm
+    from bench import live_report as lr
     from bench.live import _loadavg
     from scheduler.console import print_table, say
 
@@ -295,9 +296,7 @@ def _report(results: list[dict], out: Path, n_rows: int, wall_s: float, profile_
             f"{r['busy_cores']:.2f} of {r['cores']} cores busy before the calibration")
         pred = r["prediction"]
         if pred.get("slots"):
-            say(f"{name}: the policy's own slot predictions (worker metrics, {pred['slots']} slots): predicted mean "
-                f"{pred['predicted_mean_ms']:.2f} ms, measured {pred['measured_mean_ms']:.2f} ms "
-                f"(error {pred['mean_error_ms']:+.2f} ms per slot)")
+            say(lr.prediction_line(name, pred))
         say(f"{name}: target (client view, environment measured at load: P95 within 10%, violations within "
             "2 points): "
             f"{'MET' if client.met else 'NOT MET'}")

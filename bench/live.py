@@ -17,6 +17,10 @@ background load fall on all configurations alike. A burst that spans a segment b
 there for every configuration the same way.
 Outputs: the side-by-side table, issue 6's and issue 7's live targets, a PNG (latency CDF and exit
 mix), per-configuration results CSVs and ``live.json`` / ``live.md`` in ``--out``.
+
+``--emulate [PROFILE]`` (``bench.live_emulated``) replaces the torch demo zoo with an emulated device
+that is the bottleneck, as a GPU is: every configuration serves the profile's models on sleeps of
+their profiled slot times, all times dilated, at several loads.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ import argparse
 import json
 import os
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -42,39 +47,41 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", default=None, help="Ray Serve config (default: ray_config.yaml)")
     p.add_argument("--policy", default=None, help="the best policy (default: the registry's DEFAULT_POLICY)")
     p.add_argument("--reference", default=None, help="the reference policy (default: REFERENCE_POLICY)")
-    p.add_argument("--plain-batching", default=PLAIN_DEFAULT,
-                   help=f"plain Ray Serve's @serve.batch settings MAX_BATCH:WAIT_MS[,...] (default {PLAIN_DEFAULT}); "
-                        "with several, each is replayed and the best one is the baseline")
+    p.add_argument("--plain-batching", default=None,
+                   help=f"plain Ray Serve's @serve.batch settings MAX_BATCH:WAIT_MS[,...] (default {PLAIN_DEFAULT}; "
+                        "with --emulate see below); with several, each is replayed and the best one is the baseline")
     p.add_argument("--tune-plain", action="store_true", help=f"try the grid {','.join(PLAIN_GRID)} for plain Ray Serve")
     p.add_argument("--repeats", type=int, default=1, help="replays of the trace per configuration, order rotated "
                    "(default 1); results pool over repeats")
-    p.add_argument("--segment-s", type=float, default=10.0,
+    p.add_argument("--segment-s", type=float, default=None,
                    help="replay the trace in segments of S seconds, every configuration per segment, order rotated, "
-                        "so slow drifts of a shared machine hit all alike (default 10; 0: the whole trace at once)")
+                        "so slow drifts of a shared machine hit all alike (default 10; 0: the whole trace at once; "
+                        "with --emulate the default is 0: each load's trace whole)")
     p.add_argument("--warmup-s", type=float, default=3.0,
                    help="seconds of light Poisson warm-up per configuration (default 3)")
     p.add_argument("--quick", action="store_true", help="the first 20 s of the trace, one repeat")
     p.add_argument("--out", default="out/bench-live", help="output folder (default out/bench-live)")
     p.add_argument("--json", action="store_true", help="print the summaries and verdicts as JSON")
+    from bench.live_emulated import add_arguments as add_emulation
+
+    add_emulation(p.add_argument_group("emulated device (--emulate)"))
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.emulate is not None:
+        from bench import live_emulated
+
+        return live_emulated.run(args)
     from bench.live_harness import LiveHarness
-    from bench.live_workload import load_rows
+    from bench.live_workload import WEIGHTS, load_rows
     from bench.plain_batched import Batching
     from scheduler.console import status
-    from scheduler.policies import DEFAULT_POLICY, REFERENCE_POLICY, make_policy
     from workloads.replay import bound_rows
 
-    best = args.policy or DEFAULT_POLICY
-    reference = args.reference or REFERENCE_POLICY
-    for name in (best, reference):
-        make_policy(name)  # an unknown name fails before Ray starts
-    if best == reference:
-        raise ValueError(f"the best policy and the reference are both {best!r}; pick two different policies")
-    grid = [Batching.parse(t) for t in (PLAIN_GRID if args.tune_plain else args.plain_batching.split(","))]
-    if args.repeats < 1:
-        raise ValueError(f"--repeats must be >= 1, got {args.repeats}")
+    reference, best = policies(args)
+    grid = [Batching.parse(t) for t in plain_settings(args, PLAIN_GRID, PLAIN_DEFAULT)]
+    if args.segment_s is None:
+        args.segment_s = 10.0
     seconds = 20.0 if args.quick and args.seconds is None else args.seconds
     rows = bound_rows(load_rows(args.trace), max_seconds=seconds)
     if not rows:
@@ -86,14 +93,52 @@ def run(args: argparse.Namespace) -> int:
     status(f"bench live: {len(rows)} requests over {rows[-1].arrival_s:.0f} s, configurations: {reference}, {best}, "
            f"plain Ray Serve ({', '.join(b.label() for b in grid)}); load average {_loadavg()}")
     with LiveHarness(args.config, gpus=3, log=status) as h:
-        targets = {"reference": h.deploy_edgeserving(reference, reference),
-                   "best": h.deploy_edgeserving(best, best),
-                   "plain": h.deploy_plain(grid[0])}
-        runs, cpu = _replay_all(h, targets, grid, rows, repeats, args.warmup_s, args.segment_s)
-    result = _report(runs, cpu, grid, out, reference, best, len(rows), time.perf_counter() - t0, args)
+        targets = deploy_all(h, reference, best, grid[0])
+        warm = warmup_rows(WEIGHTS, WARMUP_RATE_RPS, 50.0, args.warmup_s)
+        replays = replay_all(h, targets, grid, rows, repeats, warm, args.segment_s)
+    result = _report(replays, grid, out, reference, best, len(rows), time.perf_counter() - t0, args)
     if args.json:
         print(json.dumps(result, indent=2))
     return 0
+
+
+def policies(args: argparse.Namespace) -> tuple[str, str]:
+    """(reference, best) policy names, checked before Ray starts; ``--repeats`` too."""
+    from scheduler.policies import DEFAULT_POLICY, REFERENCE_POLICY, make_policy
+
+    best = args.policy or DEFAULT_POLICY
+    reference = args.reference or REFERENCE_POLICY
+    for name in (best, reference):
+        make_policy(name)  # an unknown name fails before Ray starts
+    if best == reference:
+        raise ValueError(f"the best policy and the reference are both {best!r}; pick two different policies")
+    if args.repeats < 1:
+        raise ValueError(f"--repeats must be >= 1, got {args.repeats}")
+    return reference, best
+
+
+def plain_settings(args: argparse.Namespace, grid: tuple[str, ...], default: str) -> list[str]:
+    """The plain baseline's batching settings as given (``--tune-plain``: the grid)."""
+    return list(grid) if args.tune_plain else (args.plain_batching or default).split(",")
+
+
+def deploy_all(h: Any, reference: str, best: str, plain: Any) -> dict[str, Any]:
+    """The three configurations on the harness's cluster: reference and best policy, plain Ray Serve."""
+    return {"reference": h.deploy_edgeserving(reference, reference), "best": h.deploy_edgeserving(best, best),
+            "plain": h.deploy_plain(plain)}
+
+
+def warmup_rows(weights: dict[str, float], rate_rps: float, deadline_ms: float, seconds: float) -> list:
+    """The light Poisson warm-up every configuration gets before its first replay (none for ``seconds`` <= 0)."""
+    import numpy as np
+
+    from workloads.generators import generate
+
+    if seconds <= 0:
+        return []
+    total = sum(weights.values())
+    return generate("poisson", {m: rate_rps * w / total for m, w in weights.items()}, deadline_ms,
+                    max(seconds, 0.5), np.random.default_rng(12345))
 
 
 def segments(rows: list, segment_s: float | None) -> list[list]:
@@ -111,22 +156,28 @@ def segments(rows: list, segment_s: float | None) -> list[list]:
     return [out[k] for k in sorted(out)]
 
 
-def _replay_all(h: Any, targets: dict[str, Any], grid: list, rows: list, repeats: int, warmup_s: float,
-                segment_s: float | None) -> tuple[dict[str, list], dict[str, dict[str, float]]]:
-    """Replays per configuration key ("reference", "best", "plain B=..,wait=..").
+@dataclass
+class Replays:
+    """Every replay of one run, by configuration key ("reference", "best", "plain B=..,wait=..")."""
+
+    runs: dict[str, list]  # the ReplayReports, one per segment and repeat
+    cpu: dict[str, dict[str, float]]  # CPU seconds by component (see _add_cpu)
+    predictions: dict[str, dict[str, float]]  # edgeserving keys: the policy's slot predictions (worker metrics)
+
+
+def replay_all(h: Any, targets: dict[str, Any], grid: list, rows: list, repeats: int, warm: list,
+               segment_s: float | None, turn: int = 0, grace_ms: float | None = None) -> Replays:
+    """Warm every configuration up with ``warm`` (may be empty), then replay ``rows`` against each
+    (``grace_ms``: the client's patience beyond each deadline, default the replayer's).
 
     The trace goes in segments; every configuration replays a segment before the next one starts, in
-    an order rotated per segment, so all of them meet the same background load of a shared machine."""
-    import numpy as np
-
+    an order rotated per segment (starting at ``turn``), so all of them meet the same background load
+    of a shared machine."""
+    from bench.fidelity import prediction_error
     from bench.live_harness import cpu_snapshot
-    from bench.live_workload import WEIGHTS
     from scheduler.console import status
-    from workloads.generators import generate
 
-    total = sum(WEIGHTS.values())
-    warm = generate("poisson", {m: WARMUP_RATE_RPS * w / total for m, w in WEIGHTS.items()}, 50.0,
-                    max(warmup_s, 0.5), np.random.default_rng(12345)) if warmup_s > 0 else []
+    patience = {} if grace_ms is None else {"grace_ms": grace_ms}
     plain_keys = {f"plain {b.label()}": b for b in grid}
     keys = ["reference", "best", *plain_keys]
     runs: dict[str, list] = {k: [] for k in keys}
@@ -139,9 +190,10 @@ def _replay_all(h: Any, targets: dict[str, Any], grid: list, rows: list, repeats
         return targets[key]
 
     for key in keys if warm else ():
-        h.replay(target_for(key), warm, description=f"warm-up: {key}")
+        h.replay(target_for(key), warm, description=f"warm-up: {key}", **patience)
+    edge = [k for k in keys if targets.get(k) is not None and targets[k].kind == "edgeserving"]
+    metrics_before = {k: h.scrape(targets[k]) for k in edge}
     parts = segments(rows, segment_s)
-    turn = 0
     for rep in range(repeats):
         for i, part in enumerate(parts):
             order = keys[turn % len(keys):] + keys[:turn % len(keys)]
@@ -151,12 +203,13 @@ def _replay_all(h: Any, targets: dict[str, Any], grid: list, rows: list, repeats
             for key in order:
                 target = target_for(key)
                 before = cpu_snapshot()
-                report = h.replay(target, part, description=key)
+                report = h.replay(target, part, description=key, **patience)
                 _add_cpu(cpu[key], before, cpu_snapshot(), target)
                 if report.lag is not None and report.lag.fell_behind:
                     status(f"  {key}: {report.lag.describe()}")
                 runs[key].append(report)
-    return runs, cpu
+    predictions = {k: prediction_error(metrics_before[k], h.scrape(targets[k])) for k in edge}
+    return Replays(runs, cpu, predictions)
 
 
 def _add_cpu(into: dict[str, float], before: dict[str, float], after: dict[str, float], target: Any) -> None:
@@ -165,7 +218,8 @@ def _add_cpu(into: dict[str, float], before: dict[str, float], after: dict[str, 
     from bench.plain_batched import MODEL_APP_PREFIX
 
     app = target.app if target.kind == "edgeserving" else MODEL_APP_PREFIX
-    mine = f"ray::ServeReplica:{app}" + (":" if target.kind == "edgeserving" else "")
+    mine = (f"ray::ServeReplica:{app}:",) if target.kind == "edgeserving" else (
+        f"ray::ServeReplica:{app}", "ray::EmulatedDevice")  # the plain models' shared emulated device
     for title, seconds in after.items():
         used = seconds - before.get(title, 0.0)
         part = ("server" if title.startswith(mine) else "proxy" if title.startswith("ray::ProxyActor")
@@ -192,13 +246,36 @@ def pooled(reports: list, label: str) -> Any:
                                client_late=sum(r.client_late for r in reports))
 
 
-def _report(runs: dict[str, list], cpu: dict[str, dict[str, float]], grid: list, out: Path, reference: str,
-            best: str, n_rows: int, wall_s: float, args: argparse.Namespace) -> dict[str, Any]:
+@dataclass
+class Comparison:
+    """One trace's side-by-side result: what ``compare`` printed, as data and markdown."""
+
+    title: str
+    summaries: dict[str, dict[str, Any]]  # configuration key -> summary (scheduler.summary.summarize)
+    labels: dict[str, str]  # configuration key -> its name in tables
+    plain: str  # the key of the plain setting the targets are judged against
+    verdicts: list[Any]  # live_report.Verdict: issue 6, issue 7
+    markdown: str
+    png: Path
+
+    def to_json(self, replays: Replays, reports: dict[str, Any]) -> dict[str, Any]:
+        return {"plain_baseline": self.labels[self.plain],
+                "configurations": [{**self.summaries[k], "replay": reports[k].to_json()["replay"],
+                                    "cpu_s": replays.cpu[k], "slot_predictions": replays.predictions.get(k)}
+                                   for k in replays.runs],
+                "verdicts": [v.to_dict() for v in self.verdicts]}
+
+
+def compare(replays: Replays, grid: list, reference: str, best: str, title: str, out: Path, stem: str = ""
+            ) -> tuple[Comparison, dict[str, Any]]:
+    """Print the tables and verdicts of one trace's replays, write its PNG and per-request CSVs (names end in
+    ``stem``); returns the comparison and the pooled report per configuration key."""
     from rich.markup import escape
 
     from bench import live_report as lr
     from scheduler.console import print_table, say
 
+    runs, cpu = replays.runs, replays.cpu
     labels = {"reference": reference, "best": best, **{f"plain {b.label()}": f"plain Ray Serve {b.label()}"
                                                        for b in grid}}
     reports = {key: pooled(runs[key], labels[key]) for key in runs}
@@ -207,30 +284,39 @@ def _report(runs: dict[str, list], cpu: dict[str, dict[str, float]], grid: list,
                                         reports[k].summary()["p95_ms"] or float("inf")))
     summaries = {k: r.summary() for k, r in reports.items()}
     header, table = lr.comparison_rows(list(summaries.values()), [r.lag for r in reports.values()])
-    repeats = 1 if args.quick else args.repeats
-    title = (f"bench live: {n_rows} requests x {repeats} repeat(s), judged client-side "
-             f"(latency from send to answer, proxy included)")
     print_table(title, header, [[escape(c) for c in row] for row in table])  # exit mixes hold brackets
     cpu_header, cpu_rows = lr.cpu_rows({labels[k]: v for k, v in cpu.items()},
                                        {labels[k]: summaries[k]["requests"] for k in runs})
     print_table("CPU per request, ms (all processes of this run; 2 cores = 2000 ms per second)", cpu_header, cpu_rows)
     verdicts = [lr.plain_target(summaries[chosen], summaries["best"]),
                 lr.reference_target(summaries["reference"], summaries["best"])]
+    lines = [lr.prediction_line(labels[k], pred) for k, pred in replays.predictions.items()]
     if len(plains) > 1:
-        say(f"plain Ray Serve baseline for the target: {labels[chosen]} (fewest violations of {len(plains)} settings)")
-    for v in verdicts:
-        say(v.line())
-    png = lr.write_plot([reports["reference"], reports["best"], reports[chosen]], out / "live.png", title)
+        lines.append(f"plain Ray Serve baseline for the target: {labels[chosen]} (fewest violations of "
+                     f"{len(plains)} settings)")
+    lines += [v.line() for v in verdicts]
+    for line in lines:
+        say(line)
+    png = lr.write_plot([reports["reference"], reports["best"], reports[chosen]], out / f"live{stem}.png", title)
     for rep in reports.values():
-        rep.write_results(out / f"results-{_slug(rep.policy)}.csv")
-    (out / "live.md").write_text(f"{title}\n\n{lr.markdown(header, table)}\n\n{lr.markdown(cpu_header, cpu_rows)}\n\n"
-                                 + "\n".join(f"- {v.line()}" for v in verdicts) + "\n")
-    say(f"wrote {png}, {out / 'live.md'} and the per-request results in {out} ({wall_s:.0f} s in all)")
+        rep.write_results(out / f"results-{_slug(rep.policy)}{stem}.csv")
+    md = (f"{title}\n\n{lr.markdown(header, table)}\n\n{lr.markdown(cpu_header, cpu_rows)}\n\n"
+          + "\n".join(f"- {line}" for line in lines) + "\n")
+    return Comparison(title, summaries, labels, chosen, verdicts, md, png), reports
+
+
+def _report(replays: Replays, grid: list, out: Path, reference: str, best: str, n_rows: int, wall_s: float,
+            args: argparse.Namespace) -> dict[str, Any]:
+    from scheduler.console import say
+
+    repeats = 1 if args.quick else args.repeats
+    title = (f"bench live: {n_rows} requests x {repeats} repeat(s), judged client-side "
+             f"(latency from send to answer, proxy included)")
+    comparison, reports = compare(replays, grid, reference, best, title, out)
+    (out / "live.md").write_text(comparison.markdown)
+    say(f"wrote {comparison.png}, {out / 'live.md'} and the per-request results in {out} ({wall_s:.0f} s in all)")
     result = {"requests": n_rows, "repeats": repeats, "segment_s": args.segment_s, "judge": "client",
-              "wall_s": wall_s, "load_average": _loadavg(), "plain_baseline": labels[chosen],
-              "configurations": [{**summaries[k], "replay": reports[k].to_json()["replay"], "cpu_s": cpu[k]}
-                                 for k in runs],
-              "verdicts": [v.to_dict() for v in verdicts]}
+              "wall_s": wall_s, "load_average": _loadavg(), **comparison.to_json(replays, reports)}
     (out / "live.json").write_text(json.dumps(result, indent=2))
     return result
 

@@ -10,7 +10,12 @@ configuration on one Serve instance, each on its own route prefix:
   worker args), at ``/`` for the first one and ``/<name>`` after; deploying a known name again
   redeploys it with the new args.
 - ``deploy_plain(batching)``: ``bench.plain_batched`` (one app per model, fractional ``num_gpus``,
-  ``@serve.batch``, the default router) at ``/plain``; ``set_plain_batching`` retunes it live.
+  ``@serve.batch``, the default router) at ``/plain``; ``set_plain_batching`` retunes it live. With
+  ``executor: profile`` (``bench live --emulate``) the plain models run on one shared emulated device
+  (``bench.emulated_device``) instead of torch.
+
+``worker_args`` (constructor, or ``override_worker_args`` later) replaces worker settings of the
+config for every deployment after it, e.g. the profile executor and a dilated profile.
 
 Resources: every edgeserving app is one worker replica holding one logical GPU (as in
 ``ray_config.yaml``); the plain models share one GPU. ``gpus`` logical GPUs are declared, so
@@ -66,7 +71,8 @@ class LiveHarness:
     """Context manager: ``with LiveHarness(gpus=3) as h: t = h.deploy_edgeserving("edgeserving", ...)``."""
 
     def __init__(self, config_path: str | Path | None = None, *, gpus: int = 1, cpus: int = 2,
-                 port: int | None = None, log: Log | None = None) -> None:
+                 port: int | None = None, log: Log | None = None, worker_args: dict[str, Any] | None = None
+                 ) -> None:
         from scheduler.serving import deploy
 
         self.config_path = Path(config_path) if config_path else deploy.DEFAULT_CONFIG
@@ -80,6 +86,8 @@ class LiveHarness:
         self.started = False
         self._base: dict[str, Any] | None = None
         self._plain_batching: Batching | None = None
+        self.overrides: dict[str, Any] = dict(worker_args or {})  # worker settings over the config's
+        self.device: Any = None  # the plain models' emulated device (an actor handle), when there is one
 
     # -- lifecycle ---------------------------------------------------------------------------------
 
@@ -95,7 +103,8 @@ class LiveHarness:
         from scheduler.serving import deploy
 
         base = deploy.prepare(deploy.load_serve_config(self.config_path), host="127.0.0.1", port=self.port,
-                              num_replicas=1, base_dir=self.config_path.resolve().parent, demo_zoo=self.log)
+                              num_replicas=1, args=self.overrides or None, base_dir=self.config_path.resolve().parent,
+                              demo_zoo=self.log)
         self._base = base
         # Short path: Ray's socket paths must stay under 107 bytes.
         self.tmp = Path(tempfile.mkdtemp(prefix="es-live-"))
@@ -111,6 +120,7 @@ class LiveHarness:
         from scheduler.serving import deploy
 
         if self.started:
+            self.device = None
             with contextlib.suppress(Exception):
                 deploy.shutdown()
             self.started = False
@@ -122,11 +132,19 @@ class LiveHarness:
 
     @property
     def worker_args(self) -> dict[str, Any]:
-        """The worker args of the prepared config (paths resolved to the zoo actually used)."""
+        """The worker args of the prepared config (paths resolved to the zoo actually used), overrides applied."""
         from scheduler.serving import deploy
 
         assert self._base is not None, "start() the harness first"
-        return dict(deploy.worker_app(self._base)["args"])
+        return {**deploy.worker_app(self._base)["args"], **self.overrides}
+
+    def override_worker_args(self, args: dict[str, Any]) -> None:
+        """Replace worker settings for every deployment from now on (validated here, before any deploy)."""
+        from scheduler.serving.config import parse_config
+        from scheduler.serving.preflight import preflight
+
+        self.overrides = dict(args)
+        preflight(parse_config(self.worker_args, "worker_args"))
 
     @property
     def base_url(self) -> str:
@@ -138,6 +156,7 @@ class LiveHarness:
 
         assert self._base is not None and self.tmp is not None, "start() the harness first"
         app = copy.deepcopy(deploy.worker_app(self._base))
+        app["args"] = self.worker_args
         first = not any(t.kind == "edgeserving" for n, t in self.targets.items() if n != name)
         prefix = self.apps[name]["route_prefix"] if name in self.apps else ("/" if first else f"/{name}")
         app.update(name=name, route_prefix=prefix)
@@ -158,18 +177,30 @@ class LiveHarness:
     def deploy_plain(self, batching: Batching, label: str = "plain Ray Serve") -> Target:
         """Deploy (or redeploy) the plain Ray Serve baseline of every model the config serves."""
         from bench import plain_batched
+        from scheduler.serving.config import parse_config
 
         assert self._base is not None, "start() the harness first"
-        checkpoints, catalog, threads = self._plain_inputs()
-        apps = plain_batched.applications(checkpoints, catalog, batching, PLAIN_PREFIX, threads=threads,
-                                          cpus=PLAIN_CPUS)
+        cfg = parse_config(self.worker_args)
+        catalog = self._plain_catalog(cfg)
+        if cfg.executor == "torch":
+            model_args = {m["name"]: {"checkpoint": str(cfg.checkpoint_path(m["name"])),
+                                      "threads": cfg.torch_threads or 1} for m in catalog}
+            builder, what = "bench.plain_batched:build_model", "torch"
+        else:
+            model_args = self._emulated_models(cfg, catalog)
+            builder, what = "bench.plain_batched:build_emulated", "one shared emulated device"
+        apps = plain_batched.applications(model_args, catalog, batching, PLAIN_PREFIX, cpus=PLAIN_CPUS,
+                                          builder=builder)
         new = {a["name"]: a for a in apps}
         self._check_gpus(extra=new)
+        # A redeploy (another executor or profile) replaces every earlier plain app.
+        self.apps = {n: a for n, a in self.apps.items() if not n.startswith(plain_batched.MODEL_APP_PREFIX)}
         self.apps.update(new)
         target = Target(label, "plain", self.base_url + PLAIN_PREFIX, plain_batched.CATALOG_APP,
-                        plain_batched.infer_paths(list(checkpoints)))
+                        plain_batched.infer_paths(list(model_args)))
         self.targets["plain"] = target
-        self.log(f"deploying plain Ray Serve ({len(checkpoints)} deployments, {batching.label()}) at {target.url}")
+        self.log(f"deploying plain Ray Serve ({len(model_args)} deployments on {what}, {batching.label()}) "
+                 f"at {target.url}")
         self._apply()
         self._plain_batching = batching
         return target
@@ -187,19 +218,28 @@ class LiveHarness:
         self._apply()
         self._plain_batching = batching
 
-    def _plain_inputs(self) -> tuple[dict[str, str], list[dict[str, Any]], int]:
-        """Checkpoint per model, the ``/v1/models`` descriptions (no weights loaded), torch threads."""
+    def _plain_catalog(self, cfg: Any) -> list[dict[str, Any]]:
+        """The ``/v1/models`` descriptions of the served models (no weights loaded), as the worker gives them."""
         from scheduler.profile import Profile
         from scheduler.serving.catalog import load_catalog
         from scheduler.serving.config import parse_config
 
-        cfg = parse_config(self.worker_args)
-        if cfg.executor != "torch":
-            raise ValueError("the plain Ray Serve baseline runs real models: the config must use executor: torch")
         meta_only = parse_config({**self.worker_args, "executor": "profile"})
         catalog, _ = load_catalog(meta_only, Profile.load(cfg.profile_path))
-        described = [{**m.describe(), "platform": "pytorch"} for m in catalog.values()]
-        return ({m: str(cfg.checkpoint_path(m)) for m in catalog}, described, cfg.torch_threads or 1)
+        platform = "pytorch" if cfg.executor == "torch" else "emulated"
+        return [{**m.describe(), "platform": platform} for m in catalog.values()]
+
+    def _emulated_models(self, cfg: Any, catalog: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        """Builder args of the emulated plain models, after starting a fresh shared device for the profile."""
+        import ray
+
+        from bench import emulated_device
+
+        if self.device is not None:
+            ray.kill(self.device)
+        self.device, name = emulated_device.start(str(cfg.profile_path), cfg.seed)
+        return {m["name"]: {"model": m["name"], "final_exit": m["exits"][-1], "input_shape": m["input_shape"],
+                            "device": name, "namespace": emulated_device.NAMESPACE} for m in catalog}
 
     def _check_gpus(self, extra: Mapping[str, dict[str, Any]]) -> None:
         apps = {**self.apps, **extra}

@@ -72,6 +72,15 @@ def reference_target(reference: Mapping[str, Any], best: Mapping[str, Any]) -> V
     return Verdict("issue 7 (live, vs the reference policy)", True, met, detail)
 
 
+def prediction_line(name: str, pred: Mapping[str, Any]) -> str:
+    """The policy's own slot predictions against the measured slots (``bench.fidelity.prediction_error``)."""
+    if not pred.get("slots"):
+        return f"{name}: no slots in the worker's metrics"
+    return (f"{name}: the policy's own slot predictions (worker metrics, {pred['slots']} slots): predicted mean "
+            f"{pred['predicted_mean_ms']:.2f} ms, measured {pred['measured_mean_ms']:.2f} ms "
+            f"(error {pred['mean_error_ms']:+.2f} ms per slot)")
+
+
 def comparison_rows(summaries: Sequence[Mapping[str, Any]], lags: Sequence[Any] = ()
                     ) -> tuple[list[str], list[list[str]]]:
     """The side-by-side table: one row per configuration (``lags``: each replay's SendLag, optional)."""

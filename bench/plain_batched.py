@@ -16,6 +16,11 @@ is always MET and the replayer judges every request client-side (``judge="client
 Batching is set at deploy time and changed live through ``user_config``
 (``{"max_batch_size": B, "batch_wait_timeout_s": T}``), so one deployment serves every setting of
 a tuning sweep without restarting its replicas.
+
+Two kinds of model deployment (``bench live`` picks the one matching edgeserving's ``executor``):
+``PlainBatchedModel`` runs the zoo's checkpoints with torch; ``PlainEmulatedModel`` (``bench live
+--emulate``) holds the emulated device (``bench.emulated_device``) that all the plain models share
+for each batch's profiled final-exit slot time, and answers no prediction.
 """
 
 from __future__ import annotations
@@ -69,9 +74,59 @@ class Batching:
 MAX_ONGOING_REQUESTS = 64
 
 
+class _PlainModel:
+    """What every plain model shares: the HTTP handler, ``@serve.batch`` (retuned live through
+    ``user_config``) and the answer. A subclass sets ``name``, ``final_exit`` and ``input_shape`` and
+    implements ``parse`` (the body's ``inputs`` as one sample) and ``compute`` (one batch's final exit)."""
+
+    name: str
+    final_exit: str
+    input_shape: tuple[int, ...]
+
+    def parse(self, inputs: Any) -> Any:
+        raise NotImplementedError
+
+    async def compute(self, xs: list[Any]) -> tuple[list[int | None], list[float | None], dict[str, float]]:
+        """Predictions, confidences and timings: ``slot_ms``; on a shared device also ``wait_ms`` (for the
+        device) and ``call_ms`` (the rest of the round trip to it)."""
+        raise NotImplementedError
+
+    def reconfigure(self, user_config: dict[str, Any]) -> None:
+        batching = Batching(int(user_config["max_batch_size"]), float(user_config["batch_wait_timeout_s"]))
+        self.run_batch.set_max_batch_size(batching.max_batch_size)
+        self.run_batch.set_batch_wait_timeout_s(batching.batch_wait_timeout_s)
+
+    @serve.batch(max_batch_size=8, batch_wait_timeout_s=0.002)
+    async def run_batch(self, items: list[tuple[Any, float]]) -> list[dict[str, Any]]:
+        """Run the final exit once on the batch; ``items`` are (sample, arrival on perf_counter)."""
+        t0 = time.perf_counter()
+        predictions, confidences, timing = await self.compute([x for x, _ in items])
+        wait_ms = timing.get("wait_ms", 0.0)  # waiting for a device shared with the other models is queueing
+        extra = {"device_wait_ms": wait_ms, "device_call_ms": timing["call_ms"]} if "wait_ms" in timing else {}
+        return [{"prediction": p, "confidence": c, "batch_size": len(items), "slot_ms": timing["slot_ms"],
+                 "queue_ms": (t0 - arrived) * 1000.0 + wait_ms, **extra}
+                for p, c, (_, arrived) in zip(predictions, confidences, items)]
+
+    async def __call__(self, request: HttpRequest) -> JSONResponse:
+        arrived = time.perf_counter()
+        try:
+            body = json.loads(await request.body())
+            x = self.parse(body["inputs"])
+            if tuple(x.shape) != tuple(self.input_shape):
+                raise ValueError(f"inputs of shape {list(x.shape)}; expected {list(self.input_shape)}")
+        except (ValueError, KeyError, TypeError) as exc:
+            return JSONResponse({"request_id": None, "model": self.name, "outcome": "REJECTED",
+                                 "reason": f"bad_input: {exc}"[:300]}, status_code=422)
+        out = await self.run_batch((x, arrived))
+        latency_ms = (time.perf_counter() - arrived) * 1000.0
+        return JSONResponse({"request_id": body.get("request_id"), "model": self.name, "outcome": "MET",
+                             "reason": None, "exit": self.final_exit, "latency_ms": latency_ms,
+                             "deadline_ms": None, "deadline_met": None, **out})
+
+
 @serve.deployment(name="PlainModel", max_ongoing_requests=MAX_ONGOING_REQUESTS)
-class PlainBatchedModel:
-    """One model, run to its final exit on batches ``@serve.batch`` forms."""
+class PlainBatchedModel(_PlainModel):
+    """One model, run to its final exit with torch on batches ``@serve.batch`` forms."""
 
     def __init__(self, checkpoint: str, threads: int = 1) -> None:
         import torch
@@ -81,44 +136,47 @@ class PlainBatchedModel:
         torch.set_num_threads(threads)  # as edgeserving's worker: the proxy keeps a core
         self.torch = torch
         self.model, self.meta = load_checkpoint(checkpoint)
-        self.final_exit = self.meta.exits[-1]
+        self.name, self.final_exit, self.input_shape = self.meta.name, self.meta.exits[-1], self.meta.input_shape
         with torch.inference_mode():  # allocate every batch shape once, as the worker's warm-up does
             for b in range(1, 17):
                 self.model(torch.zeros(b, *self.meta.input_shape))
 
-    def reconfigure(self, user_config: dict[str, Any]) -> None:
-        batching = Batching(int(user_config["max_batch_size"]), float(user_config["batch_wait_timeout_s"]))
-        self.run_batch.set_max_batch_size(batching.max_batch_size)
-        self.run_batch.set_batch_wait_timeout_s(batching.batch_wait_timeout_s)
+    def parse(self, inputs: Any) -> Any:
+        return self.torch.tensor(inputs, dtype=self.torch.float32)
 
-    @serve.batch(max_batch_size=8, batch_wait_timeout_s=0.002)
-    async def run_batch(self, items: list[tuple[Any, float]]) -> list[dict[str, Any]]:
-        """Stack the samples, run the final exit once; ``items`` are (tensor, arrival on perf_counter)."""
+    async def compute(self, xs: list[Any]) -> tuple[list[int | None], list[float | None], dict[str, float]]:
         torch = self.torch
         t0 = time.perf_counter()
-        x = torch.stack([t for t, _ in items])
         with torch.inference_mode():
-            top, pred = torch.softmax(self.model(x).float(), dim=-1).max(dim=-1)
-            predictions, confidences = pred.tolist(), top.tolist()
-        slot_ms = (time.perf_counter() - t0) * 1000.0
-        return [{"prediction": int(p), "confidence": float(c), "batch_size": len(items), "slot_ms": slot_ms,
-                 "queue_ms": (t0 - arrived) * 1000.0} for p, c, (_, arrived) in zip(predictions, confidences, items)]
+            top, pred = torch.softmax(self.model(torch.stack(xs)).float(), dim=-1).max(dim=-1)
+            predictions, confidences = [int(p) for p in pred.tolist()], [float(c) for c in top.tolist()]
+        return predictions, confidences, {"slot_ms": (time.perf_counter() - t0) * 1000.0}
 
-    async def __call__(self, request: HttpRequest) -> JSONResponse:
-        arrived = time.perf_counter()
-        try:
-            body = json.loads(await request.body())
-            x = self.torch.tensor(body["inputs"], dtype=self.torch.float32)
-            if tuple(x.shape) != tuple(self.meta.input_shape):
-                raise ValueError(f"inputs of shape {list(x.shape)}; expected {list(self.meta.input_shape)}")
-        except (ValueError, KeyError, TypeError) as exc:
-            return JSONResponse({"request_id": None, "model": self.meta.name, "outcome": "REJECTED",
-                                 "reason": f"bad_input: {exc}"[:300]}, status_code=422)
-        out = await self.run_batch((x, arrived))
-        latency_ms = (time.perf_counter() - arrived) * 1000.0
-        return JSONResponse({"request_id": body.get("request_id"), "model": self.meta.name, "outcome": "MET",
-                             "reason": None, "exit": self.final_exit, "latency_ms": latency_ms,
-                             "deadline_ms": None, "deadline_met": None, **out})
+
+@serve.deployment(name="PlainModel", max_ongoing_requests=MAX_ONGOING_REQUESTS)
+class PlainEmulatedModel(_PlainModel):
+    """One model on the emulated device (``bench.emulated_device``): each batch holds the one device the
+    plain models share for the profile's final-exit slot time of its size, as fractional-``num_gpus``
+    replicas time-slice one real GPU. No weights, no predictions."""
+
+    def __init__(self, model: str, final_exit: str, input_shape: list[int], device: str, namespace: str) -> None:
+        import numpy as np
+
+        from bench.emulated_device import connect
+
+        self.np = np
+        self.name, self.final_exit, self.input_shape = model, final_exit, tuple(input_shape)
+        self.device = connect(device, namespace)
+
+    def parse(self, inputs: Any) -> Any:
+        return self.np.asarray(inputs, dtype=self.np.float32)
+
+    async def compute(self, xs: list[Any]) -> tuple[list[int | None], list[float | None], dict[str, float]]:
+        t0 = time.perf_counter()
+        slot = await self.device.run.remote(self.name, self.final_exit, len(xs))
+        call_ms = (time.perf_counter() - t0) * 1000.0 - slot["slot_ms"] - slot["wait_ms"]
+        return [None] * len(xs), [None] * len(xs), {"slot_ms": slot["slot_ms"], "wait_ms": slot["wait_ms"],
+                                                    "call_ms": call_ms}
 
 
 @serve.deployment(name="PlainCatalog", max_ongoing_requests=16, ray_actor_options={"num_cpus": 0})
@@ -140,26 +198,32 @@ def build_model(args: dict[str, Any]) -> Application:
     return PlainBatchedModel.bind(args["checkpoint"], int(args.get("threads", 1)))
 
 
+def build_emulated(args: dict[str, Any]) -> Application:
+    return PlainEmulatedModel.bind(args["model"], args["final_exit"], list(args["input_shape"]), args["device"],
+                                   args["namespace"])
+
+
 def build_catalog(args: dict[str, Any]) -> Application:
     return PlainCatalog.bind(args["models"])
 
 
-def applications(checkpoints: Mapping[str, str], catalog: Sequence[Mapping[str, Any]], batching: Batching,
-                 prefix: str = "/plain", threads: int = 1, gpus: float = 1.0,
-                 cpus: float = 0.25) -> list[dict[str, Any]]:
+def applications(model_args: Mapping[str, Mapping[str, Any]], catalog: Sequence[Mapping[str, Any]],
+                 batching: Batching, prefix: str = "/plain", gpus: float = 1.0, cpus: float = 0.25,
+                 builder: str = "bench.plain_batched:build_model") -> list[dict[str, Any]]:
     """Serve config ``applications`` entries: the catalog and one app per model.
 
+    ``model_args`` holds each model's builder args (``build_model``: checkpoint and torch threads;
+    ``build_emulated``: the model, its final exit, input shape and the emulated device's name).
     The models share ``gpus`` GPUs equally (fractional ``num_gpus``); ``cpus`` is each replica's
     logical CPU share (Ray bookkeeping only: nothing is pinned).
     """
-    share = round(gpus / len(checkpoints), 4)
+    share = round(gpus / len(model_args), 4)
     apps = [{"name": CATALOG_APP, "route_prefix": prefix, "import_path": "bench.plain_batched:build_catalog",
              "args": {"models": [dict(m) for m in catalog]}}]
-    for model, checkpoint in checkpoints.items():
+    for model, args in model_args.items():
         apps.append({
             "name": f"{MODEL_APP_PREFIX}{model}", "route_prefix": f"{prefix}/{model}",
-            "import_path": "bench.plain_batched:build_model",
-            "args": {"checkpoint": str(checkpoint), "threads": threads},
+            "import_path": builder, "args": dict(args),
             "deployments": [{"name": "PlainModel", "num_replicas": 1, "max_ongoing_requests": MAX_ONGOING_REQUESTS,
                              "user_config": batching.user_config(),
                              "ray_actor_options": {"num_gpus": share, "num_cpus": cpus}}],

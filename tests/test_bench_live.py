@@ -3,6 +3,10 @@ results, then one bounded run of the live harness (edgeserving and plain Ray Ser
 
 from __future__ import annotations
 
+import dataclasses
+import itertools
+import time
+
 import numpy as np
 import pytest
 
@@ -193,11 +197,94 @@ def test_frontend_queue_backs_up_only_beyond_its_capacity():
 
 # -- one bounded run of the harness: edgeserving and plain Ray Serve on one cluster -----------------------
 
+# -- the emulated device (bench live --emulate), without Ray ----------------------------------------------
+
+def test_emulation_dilates_the_profile_the_deadlines_and_the_capacity():
+    from bench.live_emulated import Emulation
+    from bench.sim_suites import capacity_rps
+    from scheduler.paths import seed_profile_path
+
+    plain, emu = Emulation.load(None, 1.0), Emulation.load(None, 20.0)
+    assert emu.source == str(seed_profile_path()) and emu.bmax == 10
+    assert emu.weights == {"resnet50": 3.0, "resnet101": 2.0, "resnet152": 1.0}
+    for q in ("mean", "p99"):
+        assert emu.profile.latency_ms("resnet152", "final", 10, q) == pytest.approx(
+            20 * plain.profile.latency_ms("resnet152", "final", 10, q))
+    assert emu.capacity_rps() == pytest.approx(plain.capacity_rps() / 20)
+    assert plain.capacity_rps() == pytest.approx(capacity_rps(plain.profile, plain.weights, 10))
+    rows = emu.rows(0.5, 400.0, [20.0, 50.0], "poisson", np.random.default_rng(0))
+    assert {r.deadline_ms for r in rows} == {400.0, 1000.0}
+    assert len(rows) / 400.0 == pytest.approx(0.5 * emu.capacity_rps(), rel=0.05)
+    share = sum(r.model == "resnet50" for r in rows) / len(rows)
+    assert share == pytest.approx(0.5, abs=0.03)  # 3 of 3:2:1
+    with pytest.raises(ValueError, match="dilation"):
+        Emulation.load(None, 0.0)
+
+
+def test_emulated_worker_args_are_a_valid_profile_executor_config(tmp_path):
+    from bench.live_emulated import Emulation
+    from scheduler.serving import deploy
+    from scheduler.serving.config import parse_config
+
+    emu = Emulation.load(None, 40.0)
+    path = emu.write_profile(tmp_path)
+    base = deploy.worker_app(deploy.load_serve_config())["args"]
+    cfg = parse_config({**base, **emu.worker_args(path, 2000.0)})
+    assert cfg.executor == "profile" and cfg.profile_path == path and cfg.bmax == 10
+    assert set(cfg.models) == {"resnet50", "resnet101", "resnet152"}
+    assert Profile.load(path).latency_ms("resnet50", "final", 1, "mean") == pytest.approx(40 * 3.036)
+
+
+def test_plain_batching_is_dilated_and_capped_at_the_profiles_batches():
+    from bench.live_emulated import dilated_batching
+
+    assert dilated_batching("10:5", 40.0, 10) == Batching(10, 0.2)
+    with pytest.raises(ValueError, match="exceed"):
+        dilated_batching("16:10", 40.0, 10)
+    with pytest.raises(ValueError, match="1 s"):
+        dilated_batching("10:25", 50.0, 10)
+
+
+def test_issue_six_is_judged_at_the_first_load_where_plain_violates_five_percent():
+    from bench.live_emulated import first_applicable
+
+    ours = _summary("ours", 0.0, 10.0)
+    verdicts = [(load, lr.plain_target(_summary("plain", v, 100.0), ours))
+                for load, v in ((0.6, 0.01), (0.9, 0.08), (1.2, 0.5))]
+    load, v = first_applicable(verdicts)
+    assert load == 0.9 and v.applies and v.met
+    assert first_applicable(verdicts[:1]) is None
+
+
+def test_emulated_device_runs_one_slot_at_a_time(tmp_path):
+    import asyncio
+    import time
+
+    from bench.emulated_device import EmulatedDevice
+    from tests.conftest import write_profile
+
+    path = write_profile(tmp_path / "p.json", {"a": {"final": {1: 30.0, 2: 40.0}}, "b": {"final": {1: 50.0}}})
+    device = EmulatedDevice(str(path), seed=0)
+
+    async def both():
+        t0 = time.perf_counter()
+        out = await asyncio.gather(device.run("a", "final", 2), device.run("b", "final", 1))
+        return out, (time.perf_counter() - t0) * 1000.0
+
+    (a, b), wall_ms = asyncio.run(both())
+    assert a["drawn_ms"] == 40.0 and b["drawn_ms"] == 50.0  # deterministic profile: every draw is the mean
+    assert wall_ms >= 90.0 and b["wait_ms"] >= a["slot_ms"] - 1.0  # b waited for a's whole slot
+    first, second = device.history()
+    assert first[3] <= second[2]  # (model, batch, start_s, end_s): the second started after the first ended
+
+
+# -- one bounded run of the harness: edgeserving and plain Ray Serve on one cluster -----------------------
+
 @pytest.fixture(scope="module")
 def harness():
     from bench.live_harness import LiveHarness
 
-    with LiveHarness(gpus=2) as h:
+    with LiveHarness(gpus=3) as h:
         yield h
 
 
@@ -235,3 +322,69 @@ def test_harness_replays_the_same_trace_against_edgeserving_and_plain_ray_serve(
     assert all(r.batch_size == 1 for r in again.results)
     _, table = lr.comparison_rows([pooled([r], r.policy).summary() for r in reports.values()])
     assert [row[0] for row in table] == ["edgeserving", "plain Ray Serve"]
+
+
+@pytest.mark.serve
+def test_emulated_mode_answers_every_request_once_and_plain_shares_one_device(harness, tmp_path):
+    import argparse
+    import asyncio
+    import json
+
+    import httpx
+    import ray
+
+    from bench import live_emulated as le
+    from bench.live import deploy_all, replay_all
+    from tests.conftest import check_accounting
+    from workloads.inputs import infer_body
+
+    emu = le.Emulation.load(None, 20.0)  # slots 60-400 ms, deadlines 1 s
+    harness.override_worker_args(emu.worker_args(emu.write_profile(tmp_path), 1000.0))
+    try:
+        grid = [le.dilated_batching("4:2", emu.dilation, emu.bmax)]
+        targets = deploy_all(harness, "edgeserving", "lookahead", grid[0])
+        rows = emu.rows(0.3, 2.0, [50.0], "poisson", np.random.default_rng(7))  # ~30 requests
+        replays = replay_all(harness, targets, grid, rows, 1, [], None, grace_ms=20_000.0)
+        for key, (rep,) in replays.runs.items():
+            assert [r.request.id for r in rep.results] == [r.request_id for r in rows], key
+            assert all(r.outcome in (Outcome.MET, Outcome.LATE) for r in rep.results), key  # light load
+        for key in ("reference", "best"):
+            check_accounting(targets[key].url)  # the worker: requests in = outcomes, nothing left
+            assert replays.predictions[key]["slots"] > 0
+        plain = replays.runs[f"plain {grid[0].label()}"][0].results
+        assert all(r.exit == "final" and 1 <= r.batch_size <= 4 for r in plain)
+
+        # The plain models never hold the device at the same time ...
+        slots = sorted(ray.get(harness.device.history.remote()), key=lambda s: s[2])
+        assert len({s[0] for s in slots}) == 3 and len(slots) >= 5
+        assert all(later[2] >= earlier[3] - 1e-4 for earlier, later in itertools.pairwise(slots))
+
+        # ... so two models' batches sent together take at least both slots.
+        async def two_at_once():
+            async with httpx.AsyncClient(base_url=targets["plain"].url, timeout=30.0) as client:
+                sends = []
+                for i, model in enumerate(("resnet50", "resnet152")):
+                    row = dataclasses.replace(rows[0], model=model, request_id=f"pair{i}")
+                    sends.append(client.post(targets["plain"].paths[model], content=infer_body(row, i, [8]),
+                                             headers={"content-type": "application/json"}))
+                t0 = time.perf_counter()
+                answers = await asyncio.gather(*sends)
+                return [a.json() for a in answers], (time.perf_counter() - t0) * 1000.0
+
+        answers, wall_ms = asyncio.run(two_at_once())
+        assert all(a["outcome"] == "MET" and a["batch_size"] == 1 for a in answers)
+        assert wall_ms >= sum(a["slot_ms"] for a in answers)
+        assert max(a["device_wait_ms"] for a in answers) >= 0.9 * min(a["slot_ms"] for a in answers)
+        assert all(0 <= a["device_call_ms"] < 100 for a in answers)  # the actor call's own cost
+
+        args = argparse.Namespace(process="poisson", trace_seed=7, segment_s=None)
+        section = le._section(emu, 0.3, rows, replays, grid, "edgeserving", "lookahead", tmp_path, 1)
+        result = le._report(emu, [section], [0.3], 2.0, [50.0], args, tmp_path, 1.0)
+        (load,) = json.loads((tmp_path / "live.json").read_text())["loads"]
+        assert [c["policy"] for c in load["configurations"]] == [
+            "edgeserving", "lookahead", f"plain Ray Serve {grid[0].label()}"]
+        assert result["capacity_rps"] == pytest.approx(emu.capacity_rps())
+        assert (tmp_path / "live-load0.3.png").stat().st_size > 10_000
+        assert "issue 6" in (tmp_path / "live.md").read_text()
+    finally:
+        harness.override_worker_args({})
