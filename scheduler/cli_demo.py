@@ -8,6 +8,13 @@ trace (``bench/traces/live_bursty.csv``, about 60 s) open-loop against each, aft
 warm-up; 5. prints the side-by-side table; 6. writes a PNG (latency CDF and exit mix); 7. shows
 where ``/metrics`` is and what it counted; 8. shuts everything down. ``--quick`` replays 20 s.
 The live machinery is ``bench.live_harness`` (shared with ``bench live``).
+
+On a CPU box the demo zoo's slots (1-5 ms) are small beside the HTTP path's CPU per request, so on a
+quiet machine both policies keep nearly every deadline there. Steps 3-6 therefore also run both
+policies on an **emulated GPU** (``bench.live_emulated``: the seed workload's ResNet-50/101/152 GPU
+profile served by the profile executor, every slot time and deadline dilated x40 so the device, not
+the HTTP path, is the bottleneck) at 1.5x that device's capacity, where the choice of model, exit and
+batch decides which deadlines are kept (``--no-emulated`` skips it).
 """
 
 from __future__ import annotations
@@ -20,6 +27,11 @@ HELP = "run the main job live: Ray Serve, a bursty trace, the reference vs the b
 
 QUICK_SECONDS = 20.0
 WARMUP_S = 3.0
+# The emulated-GPU part: the seed profile dilated x40, 1.5x its capacity, 20/50 ms deadline classes (x40).
+EMULATED_LOAD = 1.5
+EMULATED_SECONDS = 20.0
+EMULATED_DEADLINES_MS = (20.0, 50.0)
+EMULATED_SEED = 2026
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -28,6 +40,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seconds", type=float, default=None, help="replay only the first S seconds of the trace")
     p.add_argument("--config", default=None, help="Ray Serve config (default: ray_config.yaml)")
     p.add_argument("--policy", default=None, help="the policy to compare (default: the project's best)")
+    p.add_argument("--no-emulated", action="store_true", help="skip the emulated-GPU comparison (steps 3-6)")
     p.add_argument("--out", default="out/demo", help="where the plot and results go (default out/demo)")
     p.add_argument("--json", action="store_true", help="print both summaries as JSON at the end")
 
@@ -51,19 +64,36 @@ def run(args: argparse.Namespace) -> int:
     rows, trace_note = _trace(args)
     from bench.live_harness import LiveHarness
 
-    status(f"3/8 starting Ray (2 logical GPUs) and Ray Serve from {args.config or 'ray_config.yaml'}: "
-           f"'{REFERENCE_POLICY}' (the reference) and '{best}' (ours), one worker each")
-    with LiveHarness(args.config, gpus=2, log=lambda m: status("    " + m)) as h:
+    emu = None if args.no_emulated else _emulated(out)
+    if emu is None and not args.no_emulated:
+        from scheduler.paths import seed_profile_path
+
+        status(f"    the seed GPU profile is not at {seed_profile_path()}: the emulated-GPU comparison is skipped")
+    gpus = 2 if emu is None else 4
+    status(f"3/8 starting Ray ({gpus} logical GPUs) and Ray Serve from {args.config or 'ray_config.yaml'}: "
+           f"'{REFERENCE_POLICY}' (the reference) and '{best}' (ours), one worker each"
+           + ("" if emu is None else f"; the same two on the emulated GPU ({emu[0].describe()})"))
+    with LiveHarness(args.config, gpus=gpus, log=lambda m: status("    " + m)) as h:
         targets = [h.deploy_edgeserving(REFERENCE_POLICY, REFERENCE_POLICY), h.deploy_edgeserving(best, best)]
+        emu_targets = [] if emu is None else [
+            h.deploy_edgeserving(f"gpu-{p}", p, p, **emu[1]) for p in (REFERENCE_POLICY, best)]
         status(f"4/8 replaying {trace_note} against each, open loop, after a {WARMUP_S:g} s warm-up")
         reports = [_replay(h, t, rows) for t in targets]
-        _table(reports, len(rows))
+        emu_reports = [] if emu is None else [_replay(h, t, emu[2], grace_ms=emu[0].dilation * 2000.0)
+                                              for t in emu_targets]
+        _table(reports, len(rows), "the demo zoo on this machine's CPU")
+        if emu is not None:
+            _table(emu_reports, len(emu[2]), f"an emulated GPU, {emu[3]}")
         png = _plot(reports, out, trace_note)
         status(f"6/8 wrote {png}")
-        _metrics(h, targets)
+        if emu is not None:
+            status(f"    and {_plot(emu_reports, out, emu[3], 'demo-emulated-gpu.png')}")
+        _metrics(h, targets + emu_targets)
         status("8/8 shutting down Ray Serve and Ray")
     for rep in reports:
         rep.write_results(out / f"results-{rep.policy}.csv")
+    for rep in emu_reports:
+        rep.write_results(out / f"results-emulated-gpu-{rep.policy}.csv")
     status(f"done in {time.perf_counter() - t0:.0f} s; per-request results in {out}")
     if args.json:
         print(json.dumps([rep.to_json() for rep in reports], indent=2))
@@ -105,36 +135,58 @@ def _trace(args: argparse.Namespace) -> tuple[list, str]:
     return rows, f"{len(rows)} requests of {what}{cut}"
 
 
-def _replay(h, target, rows):
+def _emulated(out):
+    """(emulation, worker settings, trace rows, description) of the emulated-GPU comparison; None without
+    the seed profile (``../shared``)."""
+    import numpy as np
+
+    from bench.live_emulated import DEFAULT_DILATION, Emulation
+    from scheduler.paths import seed_profile_path
+
+    if not seed_profile_path().exists():
+        return None
+    emu = Emulation.load(None, DEFAULT_DILATION)
+    deadlines = [d * emu.dilation for d in EMULATED_DEADLINES_MS]
+    args = emu.worker_args(emu.write_profile(out), max(deadlines))
+    rows = emu.rows(EMULATED_LOAD, EMULATED_SECONDS, EMULATED_DEADLINES_MS, "poisson",
+                    np.random.default_rng(EMULATED_SEED))
+    note = (f"{EMULATED_LOAD:g}x its capacity ({EMULATED_LOAD * emu.capacity_rps():.1f} req/s Poisson, "
+            f"{EMULATED_SECONDS:g} s), deadlines {'/'.join(f'{d:g}' for d in deadlines)} ms")
+    return emu, args, rows, note
+
+
+def _replay(h, target, rows, grace_ms: float = 2000.0):
     from bench.live_workload import generate_rows
     from scheduler.console import status
 
-    h.replay(target, generate_rows(10.0, WARMUP_S, seed=1), description=f"warm-up: {target.label}")
-    report = h.replay(target, rows, description=f"{target.label}")
+    if target.kind == "edgeserving" and not target.app.startswith("gpu-"):
+        h.replay(target, generate_rows(10.0, WARMUP_S, seed=1), description=f"warm-up: {target.label}")
+    report = h.replay(target, rows, description=f"{target.label}", grace_ms=grace_ms)
     s = report.summary()
     status(f"    {target.label}: {100 * s['violation_ratio']:.1f}% of deadlines missed, "
            f"P95 {s['p95_ms']:.1f} ms; {report.lag.describe() if report.lag else ''}")
     return report
 
 
-def _table(reports, n: int) -> None:
+def _table(reports, n: int, where: str) -> None:
     from bench.live_report import comparison_rows
     from scheduler.console import print_table, say, status
 
-    status("5/8 side by side (each request judged on its client-side latency: send to answer, proxy included)")
+    status(f"5/8 side by side on {where} (each request judged on its client-side latency: send to answer, "
+           "proxy included)")
     header, rows = comparison_rows([r.summary() for r in reports])
     keep = [header.index(c) for c in ("configuration", "requests", "violation %", "P50 ms", "P95 ms", "accuracy %",
                                       "eff. accuracy %")]
-    print_table(f"edgeserving demo: {n} requests, live on Ray Serve", [header[i] for i in keep],
+    print_table(f"edgeserving demo: {n} requests, live on Ray Serve, {where}", [header[i] for i in keep],
                 [[r[i] for i in keep] for r in rows])
     for rep in reports:
         say(f"exit mix, {rep.policy}: {rows[reports.index(rep)][-1]}")
 
 
-def _plot(reports, out, note: str):
+def _plot(reports, out, note: str, name: str = "demo.png"):
     from bench.live_report import write_plot
 
-    return write_plot(reports, out / "demo.png", f"edgeserving demo: {note}")
+    return write_plot(reports, out / name, f"edgeserving demo: {note}")
 
 
 def _metrics(h, targets) -> None:
