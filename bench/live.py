@@ -37,7 +37,7 @@ HELP = "live comparison on Ray Serve: reference policy, best policy and plain Ra
 
 # The plain baseline's @serve.batch settings tried by --tune-plain (max_batch_size:batch_wait_timeout_ms).
 PLAIN_GRID = ("1:0", "4:1", "8:2", "8:5", "16:10")
-PLAIN_DEFAULT = "8:5"  # the grid's best on the bundled trace (`bench live --tune-plain`, BENCHMARKS-live.md)
+PLAIN_DEFAULT = "8:5"  # the grid's best on the bundled trace (`bench live --tune-plain`, BENCHMARKS.md)
 WARMUP_RATE_RPS = 10.0
 
 

@@ -56,7 +56,7 @@ QUICK_SECONDS = 15.0
 INPUT_SHAPE = [8]
 NUM_CLASSES = 100  # CIFAR-100
 # Plain Ray Serve's @serve.batch settings (MAX_BATCH:WAIT_MS before dilation); batches stop at the profile's
-# largest (10 for the seed profile). The default is the grid's best on this mode's traces (BENCHMARKS-live.md):
+# largest (10 for the seed profile). The default is the grid's best on this mode's traces (BENCHMARKS.md):
 # @serve.batch closes a batch on its timer whether or not the shared device is free, so only a long wait
 # (half the 50 ms deadline) makes batches big enough for the device to keep up. 25 ms is 1 s after dilation
 # by 40, the longest wait allowed here (bench.plain_batched.Batching); --tune-plain skips longer ones.

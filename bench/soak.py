@@ -30,6 +30,8 @@ from typing import Any
 
 HELP = "soak: minutes at 80% of the measured capacity (memory drift, violations per minute, accounting); --overload"
 HEALTH_TARGET_MS = 100.0
+EMULATED_DILATION = 80.0
+EMULATED_DEADLINE_MS = 50.0  # before dilation, as in the seed workload
 DRIFT_TARGET = 0.10
 
 
@@ -52,6 +54,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--grace-ms", type=float, default=15_000.0,
                    help="client timeout past each deadline; above the policy's longest hold (default 15000)")
     p.add_argument("--warmup-s", type=float, default=5.0, help="unmeasured load before anything else (default 5)")
+    p.add_argument("--emulate", nargs="?", const="", default=None, metavar="PROFILE",
+                   help="serve an emulated device instead of the config's models: the seed GPU profile (or PROFILE) "
+                        "on the profile executor, latencies and deadlines dilated by --dilation "
+                        "(bench.live_emulated); capacity is then the device's (most accurate exits, full batches)")
+    p.add_argument("--dilation", type=float, default=EMULATED_DILATION,
+                   help=f"with --emulate: time dilation (default {EMULATED_DILATION:g}, so 5x the device's capacity "
+                        "stays within what a 2-core box's HTTP path carries)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default=None, help="write the report JSON (and the per-request results CSV) here")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
@@ -65,6 +74,20 @@ def run(args: argparse.Namespace) -> int:
 
     config_path = Path(args.config) if args.config else deploy.DEFAULT_CONFIG
     overrides = {"policy": args.policy} if args.policy else {}
+    emulated = None
+    if args.emulate is not None:
+        import tempfile
+
+        from bench.live_emulated import Emulation
+
+        emulated = Emulation.load(args.emulate or None, args.dilation)
+        folder = Path(args.out).parent if args.out else Path(tempfile.mkdtemp(prefix="edgeserving-soak-"))
+        folder.mkdir(parents=True, exist_ok=True)
+        overrides.update(emulated.worker_args(emulated.write_profile(folder),
+                                              EMULATED_DEADLINE_MS * emulated.dilation))
+        if args.capacity_rps is None:
+            args.capacity_rps = round(emulated.capacity_rps(), 2)
+        status(f"emulated device: {emulated.describe()}; capacity {args.capacity_rps:g} req/s")
     config = deploy.prepare(deploy.load_serve_config(config_path), host="127.0.0.1", port=_free_port(),
                             num_replicas=1, args=overrides, base_dir=config_path.resolve().parent, demo_zoo=status)
     rng = np.random.default_rng(args.seed)
@@ -74,7 +97,8 @@ def run(args: argparse.Namespace) -> int:
         url = deploy.deploy(config)
         deadlines = _deadlines(url)
         report: dict[str, Any] = {"config": str(config_path), "policy": deploy.worker_app(config)["args"].get(
-            "policy", "edgeserving"), "models": deadlines, "machine": _machine()}
+            "policy", "edgeserving"), "models": deadlines, "machine": _machine(),
+            "emulated": emulated.describe() if emulated is not None else None}
         if args.warmup_s > 0:  # every code path runs once before anything is measured
             _run(url, deadlines, args.warmup_s, args.start_rps, args, rng, "warm-up")
         if args.capacity_rps is None:
@@ -298,6 +322,8 @@ def _print(report: dict[str, Any]) -> None:
 
     cap = report["capacity"]
     say(f"policy {report['policy']}; models and default deadlines (ms): {report['models']}")
+    if report.get("emulated"):
+        say(f"emulated device: {report['emulated']}")
     if cap.get("steps"):
         print_table("capacity search (open-loop Poisson, server-judged MET)",
                     ["rate req/s", "requests", "MET", "throughput", "replayer behind", "verdict"],

@@ -124,3 +124,25 @@ def test_bench_soak_runs_end_to_end(tmp_path: Path):
     assert next(iter(soak["memory"].values()))["reference_mib"] > 10
     assert soak["health"]["polls"] >= 5 and soak["health"]["failures"] == 0
     assert "accounting: PASS" in proc.stdout and (out.with_suffix(".csv")).exists()
+
+
+@pytest.mark.serve
+@pytest.mark.slow
+def test_bench_soak_overload_on_the_emulated_device(tmp_path: Path):
+    """``--emulate --overload`` serves the seed GPU profile (dilated) on the profile executor and bursts at a
+    multiple of that device's own capacity: short here (2x for 6 s), still every request accounted."""
+    from scheduler.paths import seed_profile_path
+
+    if not seed_profile_path().exists():
+        pytest.skip(f"the seed profile is not at {seed_profile_path()}")
+    out = tmp_path / "overload.json"
+    proc = subprocess.run([sys.executable, "-m", "scheduler.cli", "bench", "soak", "--emulate", "--dilation", "80",
+                           "--overload", "--factor", "2", "--overload-s", "6", "--recovery-s", "4",
+                           "--warmup-s", "0", "--out", str(out)],
+                          capture_output=True, text=True, timeout=300, cwd=Path(__file__).parents[1])
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    report = json.loads(out.read_text())
+    assert "x80" in report["emulated"] and set(report["models"]) == {"resnet50", "resnet101", "resnet152"}
+    assert report["capacity"]["capacity_rps"] == pytest.approx(11.95, abs=0.05)  # the device's, not searched
+    assert report["overload"]["accounting"]["ok"]
+    assert (tmp_path / "profile-x80.json").exists()
