@@ -288,23 +288,9 @@ class LiveHarness:
 
 
 def _wait_catalog(url: str, timeout_s: float = 60.0) -> None:
-    import httpx
+    from scheduler.serving.deploy import wait_http_ready
 
-    from scheduler.clock import RealClock
-
-    clock = RealClock()
-    deadline = clock.now() + timeout_s
-    last = ""
-    while clock.now() < deadline:
-        try:
-            r = httpx.get(f"{url}/v1/models", timeout=2.0)
-            if r.status_code == 200:
-                return
-            last = f"HTTP {r.status_code}"
-        except httpx.HTTPError as exc:
-            last = type(exc).__name__
-        clock.sleep(0.2)
-    raise TimeoutError(f"{url}/v1/models did not answer 200 within {timeout_s:g} s (last: {last})")
+    wait_http_ready(url, timeout_s, path="/v1/models")
 
 
 def scrape_metrics(metrics_url: str) -> dict[str, float]:

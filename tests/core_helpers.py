@@ -22,3 +22,18 @@ def queues(profile: Profile, *requests: Request) -> dict[str, RequestQueue]:
     for r in requests:
         qs[r.model].push(r)
     return qs
+
+
+def draw_requests(draw, max_n: int, max_gap_s: float) -> list[Request]:
+    """A hypothesis draw of 1..max_n requests to models A and B, sorted arrivals, mixed deadline classes."""
+    from hypothesis import strategies as st
+
+    n = draw(st.integers(1, max_n))
+    gaps = draw(st.lists(st.floats(0.0, max_gap_s), min_size=n, max_size=n))
+    models = draw(st.lists(st.sampled_from(["A", "B"]), min_size=n, max_size=n))
+    slos = draw(st.lists(st.sampled_from([1.0, 5.0, 20.0, 50.0, 200.0]), min_size=n, max_size=n))
+    t, rs = 0.0, []
+    for i in range(n):
+        t += gaps[i]
+        rs.append(Request(str(i), models[i], t, t + slos[i] / 1000.0))
+    return rs

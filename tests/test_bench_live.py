@@ -13,9 +13,14 @@ import pytest
 from bench import fidelity_metrics as fm
 from bench import live_report as lr
 from bench.plain_batched import Batching
+from scheduler.paths import seed_profile_path
 from scheduler.profile import Profile
 from scheduler.summary import summarize
 from scheduler.types import Outcome, Request, RequestResult
+
+# The emulated device serves the seed workload's GPU profile from ../shared.
+needs_seed_profile = pytest.mark.skipif(not seed_profile_path().exists(),
+                                        reason=f"the seed profile is not at {seed_profile_path()}")
 
 PROFILE = Profile.from_latencies("t", {"m": {"e1": {1: 2.0, 2: 3.0}, "final": {1: 4.0, 2: 6.0}}},
                                  {"m": {"e1": 0.8, "final": 0.9}})
@@ -199,6 +204,7 @@ def test_frontend_queue_backs_up_only_beyond_its_capacity():
 
 # -- the emulated device (bench live --emulate), without Ray ----------------------------------------------
 
+@needs_seed_profile
 def test_emulation_dilates_the_profile_the_deadlines_and_the_capacity():
     from bench.live_emulated import Emulation
     from bench.sim_suites import capacity_rps
@@ -221,6 +227,7 @@ def test_emulation_dilates_the_profile_the_deadlines_and_the_capacity():
         Emulation.load(None, 0.0)
 
 
+@needs_seed_profile
 def test_emulated_worker_args_are_a_valid_profile_executor_config(tmp_path):
     from bench.live_emulated import Emulation
     from scheduler.serving import deploy
@@ -325,6 +332,7 @@ def test_harness_replays_the_same_trace_against_edgeserving_and_plain_ray_serve(
 
 
 @pytest.mark.serve
+@needs_seed_profile
 def test_emulated_mode_answers_every_request_once_and_plain_shares_one_device(harness, tmp_path):
     import argparse
     import asyncio

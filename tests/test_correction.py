@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 
+from bench.sim_suites import scaled_profile as scaled
 from scheduler.correction import LatencyCorrection, profile_tail_margin
 from scheduler.executor import ProfileExecutor, SlotTimeSampler
 from scheduler.policies.lookahead import LookaheadPolicy
@@ -11,18 +12,6 @@ from scheduler.simulator import simulate
 from scheduler.summary import summarize
 from scheduler.types import Request, SlotResult
 from tests.core_helpers import TWO_MODELS, queues
-
-
-def scaled(profile: Profile, factor: float) -> Profile:
-    """The same profile on a device ``factor`` times slower (every quantile scaled)."""
-    d = profile.to_dict()
-    for spec in d["models"].values():
-        for per_batch in spec["latency_ms"].values():
-            for q in per_batch.values():
-                for k in q:
-                    q[k] *= factor
-    return Profile.from_dict(d)
-
 
 NOISY = Profile.from_dict({**TWO_MODELS.to_dict(), "models": {
     m: {**spec, "latency_ms": {e: {b: {"mean": q["mean"], "p50": q["mean"] * 0.97, "p90": q["mean"] * 1.05,

@@ -16,7 +16,7 @@ from scheduler.policies.lookahead import ACCURACY_FLOOR, DEADLINE_INFEASIBLE, Lo
 from scheduler.profile import Profile
 from scheduler.simulator import simulate
 from scheduler.types import Outcome, Request
-from tests.core_helpers import TWO_MODELS, queues, req
+from tests.core_helpers import TWO_MODELS, draw_requests, queues, req
 
 NOW = 1.0
 
@@ -206,14 +206,7 @@ class _Plans(EngineListener):
 
 @st.composite
 def workloads(draw):
-    n = draw(st.integers(1, 80))
-    gaps = draw(st.lists(st.floats(0.0, 0.006), min_size=n, max_size=n))
-    models = draw(st.lists(st.sampled_from(["A", "B"]), min_size=n, max_size=n))
-    slos = draw(st.lists(st.sampled_from([1.0, 5.0, 20.0, 50.0, 200.0]), min_size=n, max_size=n))
-    t, rs = 0.0, []
-    for i in range(n):
-        t += gaps[i]
-        rs.append(Request(str(i), models[i], t, t + slos[i] / 1000.0))
+    rs = draw_requests(draw, 80, 0.006)
     options = {
         "bmax": draw(st.integers(1, 4)),
         "shed": draw(st.sampled_from(["drop", "salvage", "reject", "off"])),

@@ -17,7 +17,7 @@ from scheduler.results import write_results
 from scheduler.simulator import simulate
 from scheduler.summary import summarize
 from scheduler.types import Outcome, Request
-from tests.core_helpers import TWO_MODELS
+from tests.core_helpers import TWO_MODELS, draw_requests
 
 GOLDEN = Path(__file__).parent / "golden" / "seed_2000_edgeserving.json"
 SEED = seed_profile_path()
@@ -32,14 +32,7 @@ NOISY = Profile.from_dict({**TWO_MODELS.to_dict(), "models": {
 
 @st.composite
 def workloads(draw):
-    n = draw(st.integers(1, 120))
-    gaps = draw(st.lists(st.floats(0.0, 0.01), min_size=n, max_size=n))
-    models = draw(st.lists(st.sampled_from(["A", "B"]), min_size=n, max_size=n))
-    slos = draw(st.lists(st.sampled_from([1.0, 5.0, 20.0, 50.0, 200.0]), min_size=n, max_size=n))
-    t, rs = 0.0, []
-    for i in range(n):
-        t += gaps[i]
-        rs.append(Request(str(i), models[i], t, t + slos[i] / 1000.0))
+    rs = draw_requests(draw, 120, 0.01)
     policy = draw(st.sampled_from(sorted(POLICIES)))
     bmax = draw(st.integers(1, 6))
     bound = draw(st.sampled_from([None, 1, 5]))

@@ -195,21 +195,22 @@ def _failure(status: Any) -> str:
     return text[-3000:]
 
 
-def wait_http_ready(url: str, timeout_s: float) -> None:
+def wait_http_ready(url: str, timeout_s: float, path: str = "/v2/health/ready") -> None:
+    """Poll ``url + path`` until it answers 200, or raise TimeoutError after ``timeout_s``."""
     import httpx
 
     deadline = _CLOCK.now() + timeout_s
     last = ""
     while _CLOCK.now() < deadline:
         try:
-            r = httpx.get(f"{url}/v2/health/ready", timeout=2.0)
+            r = httpx.get(f"{url}{path}", timeout=2.0)
             if r.status_code == 200:
                 return
             last = f"HTTP {r.status_code}"
         except httpx.HTTPError as exc:
             last = type(exc).__name__
         _CLOCK.sleep(0.2)
-    raise TimeoutError(f"{url}/v2/health/ready did not answer 200 within {timeout_s:g} s (last: {last})")
+    raise TimeoutError(f"{url}{path} did not answer 200 within {timeout_s:g} s (last: {last})")
 
 
 def drain(config: dict[str, Any], name: str | None = None, num_replicas: int = 1, timeout_s: float = 30.0) -> bool:
