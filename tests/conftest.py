@@ -165,6 +165,27 @@ def metric_sum(samples: dict[str, float], name: str, **labels: str) -> float:
                if k.split("{", 1)[0] == name and all(w in k.split("{", 1)[1].rstrip("}").split(",") for w in want))
 
 
+def settled_metrics(url: str, timeout_s: float = 20.0, poll_s: float = 0.2) -> dict[str, float]:
+    """``scrape(url)`` once every received request has its outcome (or after ``timeout_s``, as it is then)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        m = scrape(url)
+        if metric_sum(m, "edgeserving_requests_received_total") == metric_sum(m, "edgeserving_requests_total") \
+                or time.monotonic() > deadline:
+            return m
+        time.sleep(poll_s)
+
+
+def demo_zoo_args() -> dict[str, Any]:
+    """Worker args that point ``ray_config.yaml`` at the demo zoo's cached copy when its committed files are
+    missing; empty when the config's own files are there."""
+    from scheduler.serving import deploy
+    from scheduler.serving.config import parse_config
+
+    args = deploy.worker_app(deploy.load_serve_config())["args"]
+    return deploy.use_demo_zoo(args, print) if parse_config(args).missing_files() else {}
+
+
 def check_accounting(url: str, timeout_s: float = 15.0) -> None:
     """Requests in = sum of outcomes, nothing in flight, every queue empty (waits for quiescence)."""
     deadline = time.monotonic() + timeout_s

@@ -18,7 +18,7 @@ import pytest
 import requests
 from hypothesis import HealthCheck, Phase, given, settings
 
-from tests.conftest import metric_sum, scrape
+from tests.conftest import demo_zoo_args, metric_sum, scrape, settled_metrics
 
 pytestmark = pytest.mark.serve
 
@@ -32,12 +32,7 @@ MIN_REQUESTS = 500
 
 @pytest.fixture(scope="module")
 def cluster(request):
-    from scheduler.serving import deploy
-    from scheduler.serving.config import parse_config
-
-    args = deploy.worker_app(deploy.load_serve_config())["args"]
-    SERVE_CLUSTER["apps"] = {"edgeserving": {
-        "args": deploy.use_demo_zoo(args, print) if parse_config(args).missing_files() else {}}}
+    SERVE_CLUSTER["apps"] = {"edgeserving": {"args": demo_zoo_args()}}
     return request.getfixturevalue("live_cluster")
 
 
@@ -137,20 +132,8 @@ def test_what_fuzzing_found_is_answered_cleanly_over_http(cluster):
     huge = np.full(model["input_shape"], 3e38, np.float32)
     r = httpx.post(f"{url}/v1/infer", json={"model": model["name"], "inputs": huge.tolist(), "deadline_ms": 5000})
     assert r.status_code == 200 and r.json()["outcome"] == "MET" and r.json()["confidence"] is None
-    after = _settled(url)
+    after = settled_metrics(url, timeout_s=10.0, poll_s=0.1)
     sent = len(cases) + 1
     assert metric_sum(after, "edgeserving_requests_received_total") - \
         metric_sum(before, "edgeserving_requests_received_total") == sent
     assert metric_sum(after, "edgeserving_requests_total") - metric_sum(before, "edgeserving_requests_total") == sent
-
-
-def _settled(url: str) -> dict[str, float]:
-    import time
-
-    deadline = time.monotonic() + 10
-    while True:
-        m = scrape(url)
-        if metric_sum(m, "edgeserving_requests_received_total") == metric_sum(m, "edgeserving_requests_total") \
-                or time.monotonic() > deadline:
-            return m
-        time.sleep(0.1)

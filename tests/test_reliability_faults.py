@@ -24,7 +24,7 @@ import numpy as np
 import pytest
 
 from scheduler.paths import REPO_ROOT
-from tests.conftest import metric_sum, scrape, write_profile
+from tests.conftest import metric_sum, scrape, settled_metrics, write_profile
 from tests.fault_app import POISON
 from workloads.generators import generate
 from workloads.replay import replay_http
@@ -277,7 +277,7 @@ def test_a_killed_replica_fails_its_requests_promptly_and_serve_replaces_it(clus
 
     # What the dead replica held is accounted as FAILED/worker_lost: the server's count of lost requests
     # is at most what the clients saw fail (a request can die in the replica before the worker counts it).
-    m = _settled(url)
+    m = settled_metrics(url)
     lost = metric_sum(m, "edgeserving_requests_total", outcome="FAILED", reason="worker_lost")
     client_5xx = len(errors) + sum(1 for r in failed if "http_5" in (r.reason or ""))
     assert len(errors) <= lost <= client_5xx, (lost, len(errors), client_5xx)
@@ -311,16 +311,3 @@ def _wait_replaced(app: str, old: set[str], timeout_s: float) -> str:
             return new.pop().rsplit("#", 1)[1]
         time.sleep(0.25)
     raise AssertionError(f"Serve did not replace the killed replica of {app!r} within {timeout_s:g} s")
-
-
-def _settled(url: str) -> dict[str, float]:
-    deadline = time.monotonic() + 20
-    while True:
-        m = scrape(url)
-        if metric_sum(m, "edgeserving_requests_received_total") == metric_sum(m, "edgeserving_requests_total") \
-                or time.monotonic() > deadline:
-            return m
-        time.sleep(0.2)
-
-
-

@@ -28,7 +28,7 @@ import pytest
 
 from bench.probe import Probe
 from scheduler.policies import DEFAULT_POLICY
-from tests.conftest import metric_sum, scrape, write_profile
+from tests.conftest import metric_sum, scrape, settled_metrics, write_profile
 from workloads.generators import generate
 from workloads.replay import replay_http
 
@@ -145,19 +145,7 @@ def test_a_5x_burst_for_60_s_is_answered_shed_and_recovered_from(cluster):
     assert max(rss) - rss[0] <= 64 * 2**20
 
     # The server's counts are the client's, outcome by outcome.
-    after = _settled(url)
+    after = settled_metrics(url)
     assert metric_sum(after, "edgeserving_requests_received_total") - \
         metric_sum(before, "edgeserving_requests_received_total") == len(results)
     assert outcome_counts(after) - outcome_counts(before) == +by
-
-
-def _settled(url: str) -> dict[str, float]:
-    import time
-
-    deadline = time.monotonic() + 20
-    while True:
-        m = scrape(url)
-        done = metric_sum(m, "edgeserving_requests_received_total") == metric_sum(m, "edgeserving_requests_total")
-        if done or time.monotonic() > deadline:
-            return m
-        time.sleep(0.2)

@@ -14,7 +14,7 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from tests.conftest import metric_sum, scrape
+from tests.conftest import demo_zoo_args, metric_sum, scrape
 from workloads.replay import replay_http
 from workloads.trace import TraceRow
 
@@ -26,11 +26,7 @@ OUTCOMES = ("MET", "LATE", "REJECTED", "DROPPED", "FAILED")
 
 @pytest.fixture(scope="module")
 def cluster(request):
-    from scheduler.serving import deploy
-    from scheduler.serving.config import parse_config
-
-    args = deploy.worker_app(deploy.load_serve_config())["args"]
-    zoo_args = deploy.use_demo_zoo(args, print) if parse_config(args).missing_files() else {}
+    zoo_args = demo_zoo_args()
     SERVE_CLUSTER["apps"] = {"replay": {"args": {**zoo_args, "policy": "clockwork", "queue_bound": 4}}}
     return request.getfixturevalue("live_cluster")
 

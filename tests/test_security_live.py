@@ -23,6 +23,8 @@ import httpx
 import numpy as np
 import pytest
 
+from tests.conftest import demo_zoo_args
+
 pytestmark = pytest.mark.serve
 
 SERVE_CLUSTER = {"gpus": 1, "apps": {}}  # filled by the fixture (the demo zoo may be the cached copy)
@@ -31,12 +33,7 @@ SECRET = "s3cr3t-7c1e9a55-do-not-log"
 
 @pytest.fixture(scope="module")
 def cluster(request):
-    from scheduler.serving import deploy
-    from scheduler.serving.config import parse_config
-
-    args = deploy.worker_app(deploy.load_serve_config())["args"]
-    SERVE_CLUSTER["apps"] = {"edgeserving": {
-        "args": deploy.use_demo_zoo(args, print) if parse_config(args).missing_files() else {}}}
+    SERVE_CLUSTER["apps"] = {"edgeserving": {"args": demo_zoo_args()}}
     return request.getfixturevalue("live_cluster")
 
 
