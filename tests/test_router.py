@@ -4,6 +4,7 @@ two real workers on logical GPUs under skewed load."""
 from __future__ import annotations
 
 import asyncio
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -127,10 +128,27 @@ def two_workers(request, tmp_path_factory):
     return request.getfixturevalue("live_cluster")
 
 
+def answer_from_every_worker(url: str, payload: dict, workers: int, timeout_s: float = 60.0) -> int:
+    """Sends ``payload`` one call at a time until ``workers`` distinct workers have answered; returns the
+    number of calls. Serve reports an app RUNNING before its HTTP proxy has learned every replica, and a
+    proxy that knows one replica routes everything there."""
+    seen: set[str] = set()
+    sent = 0
+    deadline = time.monotonic() + timeout_s
+    while len(seen) < workers:
+        assert time.monotonic() < deadline, f"only {sorted(seen)} answered {sent} calls in {timeout_s} s"
+        r = httpx.post(f"{url}/v1/infer", json=payload, timeout=30)
+        sent += 1
+        assert r.status_code == 200, r.text
+        seen.add(r.headers["x-edgeserving-worker"])
+    return sent
+
+
 @pytest.mark.serve
 def test_new_work_goes_to_the_less_loaded_worker(two_workers):
     url = two_workers.url("edgeserving")
     fast = {"model": "fast", "inputs": [[1, 2, 3], [4, 5, 6]]}
+    warm_up = answer_from_every_worker(url, fast, workers=2)
 
     async def go():
         async with httpx.AsyncClient(timeout=60) as c:
@@ -150,6 +168,6 @@ def test_new_work_goes_to_the_less_loaded_worker(two_workers):
     assert [worker(r) for r in burst].count(loaded) == 0, (
         f"the burst should avoid the loaded worker {loaded}: {[worker(r) for r in burst]}")
     m = scrape(url)  # one scrape, whichever worker answers it: the totals of both
-    assert metric_sum(m, "edgeserving_requests_total") == 8 + 16 + 10
+    assert metric_sum(m, "edgeserving_requests_total") == warm_up + 8 + 16 + 10
     assert metric_sum(m, "edgeserving_workers") == 2
     assert len([k for k in m if k.startswith("edgeserving_gpu_busy_seconds_total")]) == 2
