@@ -12,6 +12,7 @@ SUITES = {
     "sim": "bench.sim",
     "serve-overhead": "bench.serve_overhead",
     "live": "bench.live",
+    "live-ab": "bench.live_ab",
     "fidelity": "bench.fidelity",
     "soak": "bench.soak",
 }

@@ -5,10 +5,11 @@ For each policy (default: the reference and the best one), on one worker:
 1. **idle calibration**: ``--calibrate`` requests one at a time, loose deadline; each gives
    ``client latency - slot_ms`` (client, HTTP, proxy and the worker's parsing, hand-off and
    decision: everything the simulator does not model) and the worker's own pre-slot time;
-2. **calibration at load**: ``--calibrate-s`` seconds of open-loop Poisson traffic at the trace's
-   mean rate per model (same deadline classes, its own seed; not the trace being predicted):
-   the slot times the worker measures there (as ratios to the profile's mean) and the time each
-   request spends outside the worker (client latency - queue_ms - slot_ms);
+2. **calibration at load**: ``--calibrate-s`` seconds of open-loop Poisson traffic with the trace's
+   model mix, in equal steps at 0.5, 1, 2 and 3 x its mean rate (same deadline classes, its own
+   seed; not the trace being predicted): the slot times the worker measures there (as ratios to the
+   profile's mean) and the time each request spends outside the worker (client latency - queue_ms -
+   slot_ms), against the local arrival rate (arrivals in the half second up to it);
 3. **live replay** of the trace (open loop, the worker judging MET/LATE);
 4. **simulations** of the same rows with the worker's profile, policy settings (Bmax, quantile)
    and admission (queue bound), seeded: once with the profile's slot times, once with slot times
@@ -23,12 +24,16 @@ For each policy (default: the reference and the best one), on one worker:
    background and the model's own slot time), so a burst beyond the cores' capacity backs up before
    the engine sees it (the cores the idle machine keeps busy, ``/proc/stat``, are reported beside
    it); the engine then runs on those delayed arrivals with measured slot times, and the idle
-   overhead is added. Then the live slot times against the profile per model and exit, and the
-   policy's own predictions from the worker's metrics.
+   overhead is added; *client / measured slots + overhead by local rate*: the measured-slot simulation,
+   each request given a time-outside-the-worker sample measured at its own local arrival rate
+   (``fidelity_metrics.RateOverhead``), so the trace's bursts meet the HTTP path's delays at a
+   burst's rate. Then the live slot times against the profile per model and exit, and the policy's
+   own predictions from the worker's metrics.
 
 Every added parameter is measured on separate traffic before the replay, never fitted to it. The
 target (simulated P95 within 10% of the live one, violation ratio within 2 points) is judged on
-the last comparison, the full model of what a client sees. ``--reprofile`` measures the profile
+the last comparison, the full model of what a client sees (chosen as the judged view before it was
+first run). ``--reprofile`` measures the profile
 first, on this machine as it is now (``edgeserving profile``), and serves and simulates with it.
 """
 
@@ -42,6 +47,9 @@ from pathlib import Path
 from typing import Any
 
 HELP = "simulator fidelity: one trace live and simulated, violation ratio, P50, P95 and slot times compared"
+# The calibration at load steps through these multiples of the trace's mean rate (the bundled trace's
+# bursts run at 3x its mean).
+CALIBRATION_RATES = (0.5, 1.0, 2.0, 3.0)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -53,8 +61,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--reprofile", action="store_true", help="measure the demo zoo's profile now and use it")
     p.add_argument("--calibrate", type=int, default=150, help="closed-loop requests measuring the HTTP overhead "
                    "(default 150)")
-    p.add_argument("--calibrate-s", type=float, default=20.0, help="seconds of open-loop Poisson traffic at the "
-                   "trace's mean rate measuring slot times and the HTTP path at load (default 20)")
+    p.add_argument("--calibrate-s", type=float, default=20.0, help="seconds of open-loop Poisson traffic in the "
+                   "trace's mix, stepping from 0.5 to 3 x its mean rate, measuring slot times and the HTTP path "
+                   "at load (default 20)")
     p.add_argument("--seed", type=int, default=0, help="seed of the simulation and the overhead draws")
     p.add_argument("--quick", action="store_true", help="the first 20 s of the trace, 60 calibration requests")
     p.add_argument("--out", default="out/bench-fidelity", help="output folder (default out/bench-fidelity)")
@@ -130,8 +139,11 @@ def calibrate_overhead(target: Any, models: list[str], shapes: dict[str, tuple[i
 
 
 def load_calibration_rows(rows: list, seconds: float, seed: int) -> list:
-    """A Poisson trace with the replayed trace's mean rate per model and its deadline classes (own seed):
-    the operating point at which the serving environment is measured, without the trace's bursts."""
+    """Poisson traffic with the replayed trace's model mix and deadline classes (own seed), in equal steps
+    at ``CALIBRATION_RATES`` x its mean rate: the operating points at which the serving environment is
+    measured, from half the mean to a burst's rate, without the trace's own arrivals."""
+    import dataclasses
+
     import numpy as np
 
     from workloads.generators import generate
@@ -143,8 +155,14 @@ def load_calibration_rows(rows: list, seconds: float, seed: int) -> list:
         counts[r.model] = counts.get(r.model, 0) + 1
         deadlines[round(r.deadline_ms, 6)] = deadlines.get(round(r.deadline_ms, 6), 0) + 1
     mix = [(d, n / len(rows)) for d, n in sorted(deadlines.items())]
-    return generate("poisson", {m: n / span_s for m, n in counts.items()}, mix, seconds,
-                    np.random.default_rng(seed + 7919))
+    rng = np.random.default_rng(seed + 7919)
+    step_s = seconds / len(CALIBRATION_RATES)
+    out: list = []
+    for k, factor in enumerate(CALIBRATION_RATES):
+        step = generate("poisson", {m: factor * n / span_s for m, n in counts.items()}, mix, step_s, rng)
+        out += [dataclasses.replace(r, arrival_s=r.arrival_s + k * step_s, request_id=f"cal{len(out) + i}")
+                for i, r in enumerate(step)]
+    return out
 
 
 def _one_policy(h: Any, target: Any, rows: list, calibrate: int, calibrate_s: float, seed: int) -> dict[str, Any]:
@@ -175,7 +193,7 @@ def _one_policy(h: Any, target: Any, rows: list, calibrate: int, calibrate_s: fl
     pre_engine = np.asarray([c["queue_ms"] for c in cal])  # body read, validation, hand-off, decision (idle)
     load_rows = load_calibration_rows(rows, calibrate_s, seed)
     status(f"{name}: measuring the serving environment at load: {len(load_rows)} Poisson requests over "
-           f"{calibrate_s:g} s at the trace's mean rate")
+           f"{calibrate_s:g} s at {', '.join(f'{x:g}' for x in CALIBRATION_RATES)} x the trace's mean rate")
     idle_cpu_per_s, busy_cores = _idle_cpu_rate(cpu_snapshot)
     cpu_before, t0 = cpu_snapshot(), time.perf_counter()
     at_load = h.replay(target, load_rows, judge="server", description=f"calibration at load: {name}")
@@ -191,6 +209,7 @@ def _one_policy(h: Any, target: Any, rows: list, calibrate: int, calibrate_s: fl
     rng = np.random.default_rng(seed)
     outside = fm.outside_worker_ms(at_load.results)
     load_overhead = rng.choice(outside, 4000) + rng.choice(pre_engine, 4000)
+    by_rate = fm.outside_by_rate(at_load.results)
     status(f"{name}: replaying {len(rows)} requests live")
     before = h.scrape(target)
     live = h.replay(target, rows, judge="server", description=f"live: {name}")
@@ -209,6 +228,7 @@ def _one_policy(h: Any, target: Any, rows: list, calibrate: int, calibrate_s: fl
                       make_policy(cfg.policy, bmax=cfg.bmax, quantile=cfg.quantile), seed=seed, admission=admission,
                       executor_factory=lambda clock, r: fm.MeasuredSlotExecutor(profile, clock, r, ratios))
     extra = waits + rng.choice(idle_overhead, len(rows))
+    rate_extra = by_rate.draw(fm.local_rates_rps([r.arrival_s for r in rows]), rng) + rng.choice(pre_engine, len(rows))
     live_server = summarize(fm.server_view(live.results), profile, name)
     live_client = summarize(fm.client_view(live.results), profile, name)
     gaps = [fm.Gap("server: profile", live_server, summarize(sim.results, profile, name)),
@@ -217,10 +237,12 @@ def _one_policy(h: Any, target: Any, rows: list, calibrate: int, calibrate_s: fl
             fm.Gap("client: measured slots + overhead at load", live_client,
                    summarize(fm.with_overhead(env_results, load_overhead, rng), profile, name)),
             fm.Gap(f"client: + {cores}-core CPU queue ({service_ms:.1f} ms/request)", live_client,
-                   summarize(fm.shifted(queued, extra), profile, name))]
+                   summarize(fm.shifted(queued, extra), profile, name)),
+            fm.Gap("client: measured slots + overhead by local rate", live_client,
+                   summarize(fm.shifted(env_results, rate_extra), profile, name))]
     return {"policy": name, "gaps": gaps, "live": live, "sim": sim, "profile": profile, "overhead": idle_overhead,
             "load_overhead": load_overhead, "ratios": ratios, "calibration": cal, "prediction": prediction,
-            "live_slots": fm.slots(live.results), "sim_slots": fm.slots(sim.results),
+            "by_rate": by_rate, "live_slots": fm.slots(live.results), "sim_slots": fm.slots(sim.results),
             "env_slots": fm.slots(env_results), "service_ms": service_ms, "cores": cores, "busy_cores": busy_cores,
             "frontend_wait_ms": {"p50": float(np.percentile(waits, 50)), "p95": float(np.percentile(waits, 95))}}
 
@@ -297,9 +319,9 @@ def _report(results: list[dict], out: Path, n_rows: int, wall_s: float, profile_
         pred = r["prediction"]
         if pred.get("slots"):
             say(lr.prediction_line(name, pred))
-        say(f"{name}: target (client view, environment measured at load: P95 within 10%, violations within "
-            "2 points): "
-            f"{'MET' if client.met else 'NOT MET'}")
+        say(f"{name}: time outside the worker at load, by local arrival rate: {r['by_rate'].describe()}")
+        say(f"{name}: target (client view, measured slots + overhead by local rate: P95 within 10%, violations "
+            f"within 2 points): {'MET' if client.met else 'NOT MET'}")
         md += [f"### {name}", "", _md(fm.GAP_HEADER, rows), "", _md(header, live_rows), ""]
         report["policies"].append({
             "policy": name, "views": [g.to_dict() for g in gaps], "target_met": client.met,
@@ -307,6 +329,9 @@ def _report(results: list[dict], out: Path, n_rows: int, wall_s: float, profile_
                             "mean": float(ov.mean()), "samples": len(ov)},
             "load_overhead_ms": {"p50": float(np.percentile(r["load_overhead"], 50)),
                                  "p95": float(np.percentile(r["load_overhead"], 95))},
+            "outside_by_rate": [{"rate_rps": rate, "samples": len(b), "p50_ms": float(np.percentile(b, 50)),
+                                 "p95_ms": float(np.percentile(b, 95))}
+                                for rate, b in zip(r["by_rate"].bin_rates, r["by_rate"].bins)],
             "live_slots": live_overall, "sim_slots": sim_overall, "env_slots": env_overall,
             "policy_prediction": r["prediction"],
             "frontend": {"service_ms": r["service_ms"], "cores": r["cores"], "busy_cores_idle": r["busy_cores"],

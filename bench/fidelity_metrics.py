@@ -248,3 +248,52 @@ def shifted(results: Sequence[RequestResult], extra_ms: Sequence[float]) -> list
         else:
             out.append(r)
     return out
+
+
+LOCAL_WINDOW_S = 0.5  # the load a request's HTTP path meets: arrivals in the half second up to it
+
+
+def local_rates_rps(arrivals_s: Sequence[float], window_s: float = LOCAL_WINDOW_S) -> np.ndarray:
+    """Per arrival (sorted), the arrivals in the ``window_s`` up to and including it, per second."""
+    a = np.asarray(arrivals_s, dtype=float)
+    if a.size > 1 and np.any(np.diff(a) < 0):
+        raise ValueError("arrivals must be sorted")
+    first = np.searchsorted(a, a - window_s, side="right")
+    return (np.arange(a.size) - first + 1) / window_s
+
+
+class RateOverhead:
+    """Time outside the worker (client, HTTP, proxy) as a function of the local arrival rate.
+
+    Calibration samples are binned by their local rate (``bins`` quantile bins); a request is given a
+    sample of the bin its own local rate falls in (the outermost bins beyond the calibrated range), so a
+    burst in the replayed trace meets the HTTP-path delays measured at a burst's rate, where samples
+    pooled over all rates would spread them over every request."""
+
+    def __init__(self, rates_rps: Sequence[float], samples_ms: Sequence[float], bins: int = 6) -> None:
+        rates, samples = np.asarray(rates_rps, dtype=float), np.asarray(samples_ms, dtype=float)
+        if rates.size != samples.size or samples.size == 0:
+            raise ValueError("need one local rate per overhead sample, and at least one sample")
+        edges = np.unique(np.quantile(rates, np.linspace(0.0, 1.0, max(bins, 1) + 1)))
+        self.inner_edges = edges[1:-1]
+        which = np.searchsorted(self.inner_edges, rates, side="right")
+        self.bins = [samples[which == k] for k in range(self.inner_edges.size + 1)]
+        self.bin_rates = [float(np.median(rates[which == k])) for k in range(len(self.bins))]
+
+    def draw(self, rates_rps: Sequence[float], rng: np.random.Generator) -> np.ndarray:
+        which = np.searchsorted(self.inner_edges, np.asarray(rates_rps, dtype=float), side="right")
+        return np.asarray([rng.choice(self.bins[k]) for k in which], dtype=float)
+
+    def describe(self) -> str:
+        return ", ".join(f"{rate:.0f} req/s: p50 {np.percentile(s, 50):.1f} / p95 {np.percentile(s, 95):.1f} ms"
+                         for rate, s in zip(self.bin_rates, self.bins))
+
+
+def outside_by_rate(results: Sequence[RequestResult], window_s: float = LOCAL_WINDOW_S) -> RateOverhead:
+    """``RateOverhead`` of a calibration replay: each completed request's time outside the worker (as in
+    ``outside_worker_ms``) against the local arrival rate of the replay at its arrival."""
+    ordered = sorted(results, key=lambda r: r.request.arrival_s)
+    rates = local_rates_rps([r.request.arrival_s for r in ordered], window_s)
+    keep = [(rate, r.latency_ms - r.queue_ms - r.slot_ms) for rate, r in zip(rates, ordered)
+            if r.outcome.completed and r.latency_ms is not None and r.queue_ms is not None and r.slot_ms is not None]
+    return RateOverhead([k[0] for k in keep], [k[1] for k in keep])

@@ -45,8 +45,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--trace", default=None, help="trace CSV (default: the bundled bursty trace, bench/traces)")
     p.add_argument("--seconds", type=float, default=None, help="replay only the first S seconds of the trace")
     p.add_argument("--config", default=None, help="Ray Serve config (default: ray_config.yaml)")
-    p.add_argument("--policy", default=None, help="the best policy (default: the registry's DEFAULT_POLICY)")
-    p.add_argument("--reference", default=None, help="the reference policy (default: REFERENCE_POLICY)")
+    p.add_argument("--policy", default=None, help="the best policy (default: the registry's DEFAULT_POLICY), a name or "
+                   "a spec with options, e.g. lookahead:latency_target=0.5")
+    p.add_argument("--reference", default=None, help="the reference policy (default: REFERENCE_POLICY), name or spec")
     p.add_argument("--plain-batching", default=None,
                    help=f"plain Ray Serve's @serve.batch settings MAX_BATCH:WAIT_MS[,...] (default {PLAIN_DEFAULT}; "
                         "with --emulate see below); with several, each is replayed and the best one is the baseline")
@@ -124,8 +125,17 @@ def plain_settings(args: argparse.Namespace, grid: tuple[str, ...], default: str
 
 def deploy_all(h: Any, reference: str, best: str, plain: Any) -> dict[str, Any]:
     """The three configurations on the harness's cluster: reference and best policy, plain Ray Serve."""
-    return {"reference": h.deploy_edgeserving(reference, reference), "best": h.deploy_edgeserving(best, best),
-            "plain": h.deploy_plain(plain)}
+    return {"reference": deploy_policy(h, reference), "best": deploy_policy(h, best), "plain": h.deploy_plain(plain)}
+
+
+def deploy_policy(h: Any, spec: str) -> Any:
+    """edgeserving with the policy ``spec`` (a name, or ``name:key=value...`` whose options become the worker's
+    ``policy_options``), as an application named after the spec."""
+    from scheduler.policies.spec import worker_policy_args
+
+    args = worker_policy_args(spec)
+    name = args.pop("policy")
+    return h.deploy_edgeserving(spec if name == spec else _slug(spec), name, label=spec, **args)
 
 
 def warmup_rows(weights: dict[str, float], rate_rps: float, deadline_ms: float, seconds: float) -> list:

@@ -36,7 +36,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", default="out/bench-sim", help="output folder (default out/bench-sim)")
     p.add_argument("--ours", default=None, help="our policy (default: the registry's best, lookahead)")
     p.add_argument("--policies", default="edf_exit",
-                   help="comma-separated extra policies to sweep beside the reference and ours (default edf_exit; "
+                   help="comma-separated extra policies (names or specs such as lookahead:latency_target=0.5) to sweep "
+                        "beside the reference and ours (default edf_exit; "
                         "'' for none)")
     p.add_argument("--suites", default=None, help="comma-separated suites to keep (seed, gamma-cv4, mmpp-3x, "
                    "mixed-deadlines, azure-llm, overload; default all)")

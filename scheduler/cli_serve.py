@@ -20,7 +20,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--port", type=int, default=None, help="HTTP port (default: the config's, 8000)")
     p.add_argument("--replicas", type=int, default=None,
                    help="worker replicas (default: one per visible GPU; without a GPU, 1, or N logical GPUs)")
-    p.add_argument("--policy", default=None, help="override the config's scheduling policy")
+    p.add_argument("--policy", default=None, help="override the config's scheduling policy (a name, or a spec "
+                   "such as lookahead:latency_target=0.5 whose options replace the config's policy_options)")
     p.add_argument("--executor", choices=("torch", "profile"), default=None,
                    help="override the config's executor (profile: serve a profile without weights)")
     p.add_argument("--json", action="store_true", help="print the final request counts as JSON on exit")
@@ -42,7 +43,11 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--replicas must be >= 1, got {replicas}")
     if gpus and replicas > gpus:
         raise ValueError(f"--replicas {replicas} exceeds the {gpus} visible GPU(s): a worker owns one GPU")
-    overrides = {k: v for k, v in (("policy", args.policy), ("executor", args.executor)) if v is not None}
+    overrides: dict = {"executor": args.executor} if args.executor is not None else {}
+    if args.policy is not None:
+        from scheduler.policies.spec import worker_policy_args
+
+        overrides.update(worker_policy_args(args.policy))  # a spec's options replace the config's policy_options
     config = deploy.prepare(raw, host=args.host, port=args.port, num_replicas=replicas, args=overrides,
                             base_dir=config_path.resolve().parent, demo_zoo=status)
     logical = max(gpus, replicas)

@@ -179,15 +179,32 @@ def test_measured_slot_executor_scales_the_profile_mean_by_measured_ratios():
     assert list(fm.outside_worker_ms([_result(0, Outcome.MET, 20.0, queue_ms=3.0, slot_ms=5.0)])) == [12.0]
 
 
-def test_load_calibration_keeps_the_traces_mean_rates_and_deadline_classes():
-    from bench.fidelity import load_calibration_rows
+def test_load_calibration_steps_through_multiples_of_the_traces_rate_with_its_mix():
+    from bench.fidelity import CALIBRATION_RATES, load_calibration_rows
     from workloads.trace import TraceRow
 
     rows = [TraceRow(i * 0.01, "a" if i % 3 else "b", 40.0 if i % 2 else 100.0, f"r{i}") for i in range(3000)]
-    cal = load_calibration_rows(rows, 20.0, seed=0)
-    rate = len(cal) / 20.0
-    assert abs(rate - 100.0) < 8.0  # the trace's 100 req/s
+    cal = load_calibration_rows(rows, 40.0, seed=0)  # the trace runs at 100 req/s; 10 s per step
+    arrivals = [r.arrival_s for r in cal]
+    assert arrivals == sorted(arrivals) and len({r.request_id for r in cal}) == len(cal)
+    per_step = np.histogram(arrivals, bins=len(CALIBRATION_RATES), range=(0.0, 40.0))[0] / 10.0
+    assert per_step == pytest.approx([100.0 * f for f in CALIBRATION_RATES], rel=0.1)
     assert {r.deadline_ms for r in cal} == {40.0, 100.0} and {r.model for r in cal} == {"a", "b"}
+
+
+def test_overhead_is_drawn_at_each_requests_local_rate():
+    assert list(fm.local_rates_rps([0.0, 0.1, 0.2, 0.8, 0.9], window_s=0.5)) == [2.0, 4.0, 6.0, 2.0, 4.0]
+    with pytest.raises(ValueError, match="sorted"):
+        fm.local_rates_rps([1.0, 0.0])
+    # Calibration: 1 ms outside the worker at 10 req/s, 20 ms at 100 req/s.
+    by_rate = fm.RateOverhead([10.0] * 50 + [100.0] * 50, [1.0] * 50 + [20.0] * 50, bins=2)
+    drawn = by_rate.draw([5.0, 12.0, 90.0, 400.0], np.random.default_rng(0))
+    assert list(drawn) == [1.0, 1.0, 20.0, 20.0]  # beyond the calibrated range: the outermost bins
+    # From a replay: latency 5 ms - queue 1 ms - slot 4 ms = 0 ms outside; a dropped request gives no sample.
+    replay = [_result(i, Outcome.MET, 5.0) for i in range(20)] + [_result(20, Outcome.DROPPED, None)]
+    from_replay = fm.outside_by_rate(replay)
+    assert sum(len(b) for b in from_replay.bins) == 20
+    assert np.concatenate(from_replay.bins) == pytest.approx(np.zeros(20), abs=1e-9)
 
 
 
@@ -396,3 +413,30 @@ def test_emulated_mode_answers_every_request_once_and_plain_shares_one_device(ha
         assert "issue 6" in (tmp_path / "live.md").read_text()
     finally:
         harness.override_worker_args({})
+
+
+def _ab_args(**kw):
+    import argparse
+
+    from bench import live_ab
+
+    p = argparse.ArgumentParser()
+    live_ab.add_arguments(p)
+    return p.parse_args([f"--{k.replace('_', '-')}={v}" for k, v in kw.items()])
+
+
+def test_live_ab_settings_are_checked_against_the_config_before_ray_starts():
+    from bench.live_ab import settings
+    from scheduler.serving.config import ConfigError
+
+    chosen = settings(_ab_args(a="gil_switch_interval_ms=null", b="gil_switch_interval_ms=0.5",
+                               policy="lookahead:latency_target=0.5"))
+    assert list(chosen.values()) == [
+        {"policy": "lookahead", "policy_options": {"latency_target": 0.5}, "gil_switch_interval_ms": v}
+        for v in (None, 0.5)]
+    for a, b, message in (("gil_switch_interval_ms=0", "torch_threads=2", "gil_switch_interval_ms"),
+                          ("no_such_key=1", "torch_threads=2", "no_such_key: unknown key"),
+                          ("torch_threads=2", "torch_threads=2", "the same setting"),
+                          ("torch_threads", "torch_threads=2", "is not key=value")):
+        with pytest.raises((ValueError, ConfigError), match=message):
+            settings(_ab_args(a=a, b=b))

@@ -15,6 +15,7 @@ from scheduler.policies.exits import allowed_exits, pareto_exits
 from scheduler.policies.lookahead import ACCURACY_FLOOR, DEADLINE_INFEASIBLE, LookaheadPolicy
 from scheduler.profile import Profile
 from scheduler.simulator import simulate
+from scheduler.summary import summarize
 from scheduler.types import Outcome, Request
 from tests.core_helpers import TWO_MODELS, draw_requests, queues, req
 
@@ -114,6 +115,41 @@ def test_most_accurate_exit_that_keeps_the_deadline():
     three = [req(f"a{i}", "A", NOW - 0.013, 20) for i in range(3)]
     plan = exact().plan(NOW, queues(TWO_MODELS, *three), TWO_MODELS)
     assert (plan.exit, plan.batch_size, plan.predicted_ms) == ("e1", 3, 4.0)
+
+
+# C has three exits on the Pareto front, so "one exit shallower" differs from "the shallowest".
+THREE_EXITS = Profile.from_latencies("three-exits", {
+    "C": {"e1": {1: 1.0, 2: 1.5}, "e2": {1: 2.0, 2: 3.0}, "e3": {1: 4.0, 2: 6.0}},
+}, accuracy={"C": {"e1": 0.5, "e2": 0.7, "e3": 0.9}})
+
+
+def test_latency_target_aims_each_batch_at_a_fraction_of_its_deadline():
+    # C arrived 3 ms ago with a 40 ms deadline: 37 ms left, so the deepest exit e3 (4 ms) by default.
+    qs = queues(THREE_EXITS, req("c", "C", NOW - 0.003, 40))
+    exit_with = {t: exact(bmax=2, latency_target=t).plan(NOW, qs, THREE_EXITS).exit for t in (1.0, 0.25, 0.15, 0.05)}
+    # target 0.25: ends by arrival + 10 ms, 7 ms from now: e3 still fits. 0.15: 3 ms from now: e2.
+    # 0.05: the target (arrival + 2 ms) has passed: one exit shallower than e3, not the shallowest.
+    assert exit_with == {1.0: "e3", 0.25: "e3", 0.15: "e2", 0.05: "e2"}
+    with pytest.raises(ValueError, match="latency_target must be in"):
+        LookaheadPolicy(latency_target=0.0)
+    assert make_policy("lookahead:latency_target=0.5").latency_target == 0.5
+
+
+def test_latency_target_lowers_p95_at_moderate_load_and_keeps_deadlines():
+    rng = np.random.default_rng(7)
+    reqs = []
+    for m, rate in (("A", 250.0), ("B", 120.0)):
+        t = np.cumsum(rng.exponential(1.0 / rate, int(rate * 20)))
+        reqs += [req(f"{m}{i}", m, float(a), 60.0) for i, a in enumerate(t)]
+    reqs.sort(key=lambda r: r.arrival_s)
+    runs = {}
+    for target in (1.0, 0.5):
+        s = summarize(simulate(reqs, TWO_MODELS, LookaheadPolicy(bmax=4, latency_target=target), seed=1),
+                      TWO_MODELS, "lookahead")
+        runs[target] = (s["violation_ratio"], s["p95_ms"], s["mean_accuracy"])
+    (late_1, p95_1, acc_1), (late_h, p95_h, acc_h) = runs[1.0], runs[0.5]
+    assert late_h <= late_1 and p95_h < 0.8 * p95_1, runs
+    assert acc_h < acc_1, runs  # the price: shallower exits
 
 
 def test_mixed_deadlines_in_one_queue():

@@ -259,3 +259,16 @@ def test_policy_options_reach_the_policy_and_bad_ones_fail_naming_them(make_core
         make_core(policy="lookahead", policy_options={"nonsense": 1})
     with pytest.raises(ConfigError, match="top-level"):
         make_core(policy="lookahead", policy_options={"bmax": 2})
+
+
+def test_gil_switch_interval_is_the_workers_setting_and_python_default_without_it(make_core):
+    import sys
+
+    before = sys.getswitchinterval()
+    try:
+        make_core()
+        assert sys.getswitchinterval() == before  # null: the process keeps Python's
+        make_core(gil_switch_interval_ms=0.5)
+        assert sys.getswitchinterval() == pytest.approx(0.0005)
+    finally:
+        sys.setswitchinterval(before)

@@ -11,6 +11,7 @@ from scheduler.policies.edf_exit import EdfExitPolicy
 from scheduler.policies.edgeserving import EdgeServingPolicy
 from scheduler.policies.lookahead import LookaheadPolicy
 from scheduler.policies.round_robin import RoundRobinPolicy
+from scheduler.policies.spec import parse_policy_spec
 from scheduler.policies.symphony import SymphonyPolicy
 
 POLICIES: dict[str, type[Policy]] = {
@@ -37,12 +38,18 @@ def policy_names() -> list[str]:
     return list(POLICIES)
 
 
-def make_policy(name: str, **options) -> Policy:
-    """A fresh policy instance by registry name; options go to its constructor (bmax, quantile, ...)."""
+def make_policy(spec: str, **options) -> Policy:
+    """A fresh policy instance by registry name or spec (``name:key=value...``, ``scheduler.policies.spec``);
+    ``options`` (bmax, quantile, ...) go to its constructor, the spec's own options over them."""
+    name, own = parse_policy_spec(spec)
     cls = POLICIES.get(name)
     if cls is None:
         raise ValueError(f"unknown policy {name!r}; known policies are {', '.join(POLICIES)}")
-    return cls(**options)
+    try:
+        return cls(**{**options, **own})
+    except TypeError as exc:  # e.g. an option the policy does not take: name the policy and the options
+        raise ValueError(f"policy {name!r} with options {sorted({**options, **own})}: {exc}") from None
 
 
-__all__ = ["DEFAULT_POLICY", "POLICIES", "REFERENCE_POLICY", "Policy", "make_policy", "policy_names"]
+__all__ = ["DEFAULT_POLICY", "POLICIES", "REFERENCE_POLICY", "Policy", "make_policy", "parse_policy_spec",
+           "policy_names"]

@@ -85,6 +85,9 @@ class ServingConfig(BaseModel):
         "max_softmax", description="confidence measure of the calibrated thresholds in the checkpoints")
     torch_threads: int | None = Field(
         1, ge=1, description="torch intra-op threads per replica (leave cores to the HTTP proxy)")
+    gil_switch_interval_ms: float | None = Field(
+        None, gt=0, description="the worker process's GIL switch interval (sys.setswitchinterval; null: Python's, "
+                                "5 ms): how long the engine thread may wait for the request thread after a torch op")
     seed: int = Field(0, description="seed of the profile executor's slot-time draws")
     metrics_dir: str | None = Field(
         None, description="prometheus multiprocess directory shared by the node's workers (default: per cluster)")

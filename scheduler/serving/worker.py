@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import math
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -46,6 +47,12 @@ class WorkerCore:
                  clock: Clock | None = None) -> None:
         self.cfg = cfg
         self.worker_id = worker_id
+        if cfg.gil_switch_interval_ms is not None:
+            # The engine thread releases the GIL inside each torch op and must win it back after each; at
+            # Python's 5 ms the request thread may hold it that long. In one process that doubled a 1 ms slot,
+            # but end to end `bench live-ab` measured no difference (BENCHMARKS.md), so it is off by default.
+            # Process-wide: the worker owns its replica process.
+            sys.setswitchinterval(cfg.gil_switch_interval_ms / 1000.0)
         self.clock = clock or RealClock()
         try:
             self.profile = Profile.load(cfg.profile_path)

@@ -1,0 +1,121 @@
+"""``edgeserving bench live-ab``: two settings of the edgeserving worker, side by side on one trace.
+
+Both run as applications of one local Ray Serve (the config's worker, the same policy), replay the
+same trace in segments, interleaved and in an order rotated per segment (as ``bench live`` does), so
+a shared machine's drifts fall on both alike. Each request is judged client-side. Reports the
+violation ratio, P50/P95/P99 and the workers' measured slot times, per setting.
+
+    edgeserving bench live-ab --a gil_switch_interval_ms=null --b gil_switch_interval_ms=0.5
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+HELP = "A/B of two worker settings (e.g. the GIL switch interval) on one live trace, interleaved"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--a", required=True, metavar="KEY=VALUE[:KEY=VALUE...]",
+                   help="worker args of setting A, over the config's (JSON values: gil_switch_interval_ms=null)")
+    p.add_argument("--b", required=True, metavar="KEY=VALUE[:KEY=VALUE...]", help="worker args of setting B")
+    p.add_argument("--policy", default=None, help="policy (name or spec) both run (default: the config's)")
+    p.add_argument("--trace", default=None, help="trace CSV (default: the bundled bursty trace, bench/traces)")
+    p.add_argument("--seconds", type=float, default=None, help="replay only the first S seconds of the trace")
+    p.add_argument("--config", default=None, help="Ray Serve config (default: ray_config.yaml)")
+    p.add_argument("--repeats", type=int, default=2, help="replays of the trace per setting (default 2)")
+    p.add_argument("--segment-s", type=float, default=10.0, help="segment length, seconds (default 10)")
+    p.add_argument("--warmup-s", type=float, default=3.0, help="seconds of light warm-up per setting (default 3)")
+    p.add_argument("--out", default="out/bench-live-ab", help="output folder (default out/bench-live-ab)")
+    p.add_argument("--json", action="store_true", help="print the summaries as JSON")
+
+
+def settings(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
+    """Both settings' worker args (policy included), checked against the config before Ray starts."""
+    from scheduler.policies.spec import parse_options, worker_policy_args
+    from scheduler.serving import deploy
+    from scheduler.serving.config import parse_config
+
+    base = deploy.worker_app(deploy.load_serve_config(args.config or deploy.DEFAULT_CONFIG))["args"]
+    policy = worker_policy_args(args.policy) if args.policy else {}
+    out = {}
+    for key, text in (("A", args.a), ("B", args.b)):
+        extra = {**policy, **parse_options(text)}
+        if not extra:
+            raise ValueError(f"--{key.lower()} sets nothing: give KEY=VALUE")
+        parse_config({**base, **extra}, f"--{key.lower()}")
+        out[f"{key}: {text}"] = extra
+    if args.a == args.b:
+        raise ValueError("--a and --b are the same setting")
+    if args.repeats < 1 or args.segment_s <= 0:
+        raise ValueError("--repeats must be >= 1 and --segment-s > 0")
+    return out
+
+
+def run(args: argparse.Namespace) -> int:
+    from bench import live_report as lr
+    from bench.fidelity import prediction_error
+    from bench.live import WARMUP_RATE_RPS, _loadavg, _slug, pooled, segments, warmup_rows
+    from bench.live_harness import LiveHarness
+    from bench.live_workload import WEIGHTS, load_rows
+    from scheduler.console import print_table, say, status
+    from workloads.replay import bound_rows
+
+    chosen = settings(args)
+    rows = bound_rows(load_rows(args.trace), max_seconds=args.seconds)
+    if not rows:
+        raise ValueError("the trace has no rows in the chosen window")
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    load_before = _loadavg()
+    status(f"bench live-ab: {len(rows)} requests x {args.repeats} repeat(s); {' vs '.join(chosen)}; "
+           f"load average {load_before}")
+    with LiveHarness(args.config, gpus=len(chosen), log=status) as h:
+        targets = {}
+        for label, extra in chosen.items():
+            extra = dict(extra)
+            policy = extra.pop("policy", None) or h.worker_args.get("policy")
+            targets[label] = h.deploy_edgeserving(_slug(label), policy, label=label, **extra)
+        warm = warmup_rows(WEIGHTS, WARMUP_RATE_RPS, 50.0, args.warmup_s)
+        for label, target in targets.items():
+            h.replay(target, warm, description=f"warm-up: {label}")
+        before = {label: h.scrape(t) for label, t in targets.items()}
+        runs: dict[str, list] = {label: [] for label in targets}
+        turn = 0
+        for rep in range(args.repeats):
+            for i, part in enumerate(segments(rows, args.segment_s)):
+                labels = list(targets)
+                order = labels[turn % 2:] + labels[:turn % 2]
+                turn += 1
+                status(f"repeat {rep + 1}/{args.repeats}, segment {i + 1} ({len(part)} requests); "
+                       f"load average {_loadavg()}")
+                for label in order:
+                    runs[label].append(h.replay(targets[label], part, description=label))
+        slots = {label: prediction_error(before[label], h.scrape(t)) for label, t in targets.items()}
+    reports = {label: pooled(runs[label], label) for label in runs}
+    summaries = {label: r.summary() for label, r in reports.items()}
+    header, table = lr.comparison_rows(list(summaries.values()), [r.lag for r in reports.values()])
+    header, table = header[:-1], [row[:-1] for row in table]  # both run the same policy: no exit mix column
+    header.append("slot measured mean ms")
+    for label, row in zip(summaries, table, strict=True):
+        row.append(f"{slots[label]['measured_mean_ms']:.2f}" if slots[label].get("slots") else "-")
+    title = f"bench live-ab: {len(rows)} requests x {args.repeats} repeat(s), interleaved, judged client-side"
+    print_table(title, header, table)
+    wall_s = time.perf_counter() - t0
+    load_after = _loadavg()
+    say(f"load average {load_before} before, {load_after} after; {wall_s:.0f} s")
+    (out / "live_ab.md").write_text(f"{title}\n\n{lr.markdown(header, table)}\n\n- load average {load_before} "
+                                    f"before, {load_after} after; {wall_s:.0f} s\n")
+    result = {"requests": len(rows), "repeats": args.repeats, "segment_s": args.segment_s, "wall_s": wall_s,
+              "load_average": [load_before, load_after],
+              "settings": [{"label": label, "worker_args": chosen[label], **summaries[label],
+                            "slots": slots[label]} for label in chosen]}
+    (out / "live_ab.json").write_text(json.dumps(result, indent=2))
+    if args.json:
+        print(json.dumps(result, indent=2))
+    return 0
