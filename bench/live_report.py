@@ -171,7 +171,9 @@ def _exit_bars(ax: Any, reports: Sequence[Any]) -> None:
             exits = rep.profile.model(m).exits
             counts = summary["exits"].get(m, {})
             total = sum(counts.values())
-            labels.append(f"{textwrap.fill(rep.policy, 16)}\n{m}")
+            # Specs and batching labels have no spaces ("lookahead:latency_target=0.5"): break at : and ,
+            wrapped = textwrap.fill(rep.policy.replace(":", ": ").replace(",", ", "), 12, break_long_words=False)
+            labels.append(f"{wrapped}\n{m}")
             # Align each model's final exit with the top level so "final" is one colour for all models.
             row, named = [0.0] * depth, [""] * depth
             for k, e in enumerate(exits):
