@@ -67,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
     results = simulate(requests, profile, policy, seed=exec_seed, noise=args.noise, admission=admission)
     if args.results:
         write_results(args.results, results)
-    summary = summarize(results, profile, policy.name)
+    summary = summarize(results, profile, policy.label)
     if args.json:
         print(json.dumps(summary, indent=2))
         return 0

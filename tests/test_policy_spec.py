@@ -13,9 +13,10 @@ def test_values_are_json_when_they_parse_else_strings():
         "lookahead", {"latency_target": 0.5, "shed": "drop", "reserve": False, "floors": {"A": 0.7}})
 
 
-def test_the_spec_options_go_over_the_callers():
+def test_the_spec_options_go_over_the_callers_and_the_spec_labels_the_summaries():
     p = make_policy("lookahead:bmax=4:target_load=0.6", bmax=8, quantile="p99")
     assert isinstance(p, LookaheadPolicy) and (p.bmax, p.target_load, p.quantile) == (4, 0.6, "p99")
+    assert p.label == "lookahead:bmax=4:target_load=0.6" and make_policy("lookahead").label == "lookahead"
 
 
 @pytest.mark.parametrize(("spec", "message"), [

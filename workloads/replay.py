@@ -151,7 +151,7 @@ def replay_simulated(rows: Sequence[TraceRow], profile: Profile, policy: Any, *,
     _, exec_seed = np.random.SeedSequence(seed).spawn(2)
     results = simulate([_request(r) for r in chosen], profile, pol, seed=exec_seed, noise=noise,
                        admission=admission)
-    return ReplayReport("simulated", "simulator", pol.name, profile, results, len(rows))
+    return ReplayReport("simulated", "simulator", pol.label, profile, results, len(rows))
 
 
 # -- live --------------------------------------------------------------------------------------

@@ -46,9 +46,12 @@ def make_policy(spec: str, **options) -> Policy:
     if cls is None:
         raise ValueError(f"unknown policy {name!r}; known policies are {', '.join(POLICIES)}")
     try:
-        return cls(**{**options, **own})
+        policy = cls(**{**options, **own})
     except TypeError as exc:  # e.g. an option the policy does not take: name the policy and the options
         raise ValueError(f"policy {name!r} with options {sorted({**options, **own})}: {exc}") from None
+    if own:
+        policy.label = spec.strip()
+    return policy
 
 
 __all__ = ["DEFAULT_POLICY", "POLICIES", "REFERENCE_POLICY", "Policy", "make_policy", "parse_policy_spec",

@@ -25,6 +25,7 @@ class Policy:
             raise ValueError(f"bmax must be between 1 and {MAX_BATCH}, got {bmax}")
         self.bmax = bmax
         self.quantile = quantile
+        self.label = self.name  # what summaries call it: the spec when made from one with options (make_policy)
         self._table_for: tuple[int, LatencyTable] | None = None
 
     def plan(self, now_s: float, queues: Queues, profile: Profile) -> Plan | None:
