@@ -111,6 +111,25 @@ def test_router_ranks_fresh_stats_and_hands_stale_ones_to_the_default():
     assert fallbacks == 1 and sorted(r.replica_id.unique_id for r in fallback[0]) == ["busy", "idle"]
 
 
+def test_a_burst_ranked_before_any_request_leaves_is_spread():
+    # Serve ranks every request of a burst (one routing task each) before the first is sent; the router
+    # must count each ranking, or the whole burst piles onto whichever replica reported a little less work.
+    from ray.serve._private.common import DeploymentHandleSource, DeploymentID, ReplicaID
+
+    async def go():
+        dep = DeploymentID(name="Worker", app_name="app")
+        router = SlackAwareRouter(deployment_id=dep, handle_source=DeploymentHandleSource.UNKNOWN,
+                                  get_curr_time_s=lambda: 0.0)
+        router.initialize_state()
+        reps = [FakeReplica(ReplicaID("a", deployment_id=dep), stats(1, backlog_ms=3.0)),
+                FakeReplica(ReplicaID("b", deployment_id=dep), stats(1, backlog_ms=5.0))]
+        router.update_replicas(reps)
+        return [(await router.choose_replicas(reps, None))[0][0].replica_id.unique_id for _ in range(8)]
+
+    firsts = asyncio.run(go())
+    assert firsts.count("a") == firsts.count("b") == 4, firsts
+
+
 # -- two real workers on two logical GPUs ----------------------------------------------------------------
 
 SERVE_CLUSTER = {"gpus": 2, "apps": {}}  # filled in by the fixture below (the profile lives in a temp dir)

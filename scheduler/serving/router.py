@@ -9,9 +9,10 @@ reference deadline. The router predicts, for every replica, the slack a new requ
 
 and tries replicas in order of decreasing slack (draining replicas last). ``sent_since`` counts
 what this router sent to the replica since its last report, so a burst between two reports
-spreads instead of piling onto the replica that looked emptiest. When any candidate's stats are
-missing or stale (their sequence number has not moved for ``stale_after_s``), it falls back to
-Ray's default power-of-two-choices routing.
+spreads instead of piling onto the replica that looked emptiest; a request counts as sent to its
+first choice as soon as it is ranked, since a burst's requests are all ranked before the first
+leaves. When any candidate's stats are missing or stale (their sequence number has not moved for
+``stale_after_s``), it falls back to Ray's default power-of-two-choices routing.
 
 Plug it in with ``request_router_config.request_router_class:
 scheduler.serving.router:SlackAwareRouter`` (``ray_config.yaml`` does).
@@ -26,7 +27,7 @@ from typing import Any
 
 import numpy as np
 from ray.serve._private.request_router import PowerOfTwoChoicesRequestRouter
-from ray.serve.request_router import PendingRequest, ReplicaID, RunningReplica
+from ray.serve.request_router import PendingRequest, RunningReplica
 
 DEFAULT_STALE_AFTER_S = 2.0
 DEFAULT_HORIZON_MS = 1000.0  # reference deadline when no model has a default one
@@ -132,12 +133,12 @@ class SlackAwareRouter(PowerOfTwoChoicesRequestRouter):
         if pending_request is not None:
             # Every candidate is in the ranking, so a failed pass should back off before the next.
             pending_request.routing_context.should_backoff = True
+        # Count the request against its first choice now, not when it is sent: a burst's requests are all
+        # ranked before the first of them leaves (Serve probes the replica between the two), and counted at
+        # sending they would all see the same ranking and pile onto one replica. A request that ends up
+        # elsewhere (its first choice full) overcounts that replica until its next report resets the count.
+        ranker.routed(order[0])
         return [[by_id[rid]] for rid in order]
-
-    def on_send_request(self, replica_id: ReplicaID) -> None:
-        # Called as the request leaves for the replica (before any reply), so a burst is spread at once.
-        super().on_send_request(replica_id)
-        self._ranker().routed(replica_id.unique_id)
 
     def _ranker(self) -> SlackRanker:
         if not hasattr(self, "ranker"):  # initialize_state is always called by Serve; be safe in tests
