@@ -212,12 +212,17 @@ class MeasuredSlotExecutor:
         return SlotResult(slot_ms=slot_ms, exits=(plan.exit,) * plan.batch_size)
 
 
+def _outside_ms(r: RequestResult) -> float | None:
+    """Client latency minus the worker's own time (queue + slot), for a completed request with all three."""
+    if r.outcome.completed and r.latency_ms is not None and r.queue_ms is not None and r.slot_ms is not None:
+        return r.latency_ms - r.queue_ms - r.slot_ms
+    return None
+
+
 def outside_worker_ms(results: Sequence[RequestResult]) -> np.ndarray:
     """Per completed request: client latency minus the worker's own time (queue + slot): the client,
     HTTP and Ray Serve proxy part of its latency."""
-    return np.asarray([r.latency_ms - r.queue_ms - r.slot_ms for r in results
-                       if r.outcome.completed and r.latency_ms is not None and r.queue_ms is not None
-                       and r.slot_ms is not None], dtype=float)
+    return np.asarray([x for r in results if (x := _outside_ms(r)) is not None], dtype=float)
 
 
 def frontend_waits(arrivals_s: Sequence[float], service_ms: float, servers: int) -> np.ndarray:
@@ -294,6 +299,5 @@ def outside_by_rate(results: Sequence[RequestResult], window_s: float = LOCAL_WI
     ``outside_worker_ms``) against the local arrival rate of the replay at its arrival."""
     ordered = sorted(results, key=lambda r: r.request.arrival_s)
     rates = local_rates_rps([r.request.arrival_s for r in ordered], window_s)
-    keep = [(rate, r.latency_ms - r.queue_ms - r.slot_ms) for rate, r in zip(rates, ordered)
-            if r.outcome.completed and r.latency_ms is not None and r.queue_ms is not None and r.slot_ms is not None]
+    keep = [(rate, x) for rate, r in zip(rates, ordered) if (x := _outside_ms(r)) is not None]
     return RateOverhead([k[0] for k in keep], [k[1] for k in keep])

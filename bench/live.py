@@ -168,7 +168,8 @@ def segments(rows: list, segment_s: float | None) -> list[list]:
 
 @dataclass
 class Replays:
-    """Every replay of one run, by configuration key ("reference", "best", "plain B=..,wait=..")."""
+    """Every replay of one run, by configuration key ("reference", "best", "plain B=..,wait=..", or the keys
+    of the edgeserving targets given)."""
 
     runs: dict[str, list]  # the ReplayReports, one per segment and repeat
     cpu: dict[str, dict[str, float]]  # CPU seconds by component (see _add_cpu)
@@ -178,7 +179,9 @@ class Replays:
 def replay_all(h: Any, targets: dict[str, Any], grid: list, rows: list, repeats: int, warm: list,
                segment_s: float | None, turn: int = 0, grace_ms: float | None = None) -> Replays:
     """Warm every configuration up with ``warm`` (may be empty), then replay ``rows`` against each
-    (``grace_ms``: the client's patience beyond each deadline, default the replayer's).
+    (``grace_ms``: the client's patience beyond each deadline, default the replayer's). The configurations
+    are ``targets``' edgeserving ones, under their keys, and with ``targets["plain"]`` one per setting of
+    ``grid`` (retuned between replays).
 
     The trace goes in segments; every configuration replays a segment before the next one starts, in
     an order rotated per segment (starting at ``turn``), so all of them meet the same background load
@@ -189,7 +192,7 @@ def replay_all(h: Any, targets: dict[str, Any], grid: list, rows: list, repeats:
 
     patience = {} if grace_ms is None else {"grace_ms": grace_ms}
     plain_keys = {f"plain {b.label()}": b for b in grid}
-    keys = ["reference", "best", *plain_keys]
+    keys = [k for k, t in targets.items() if t.kind == "edgeserving"] + list(plain_keys)
     runs: dict[str, list] = {k: [] for k in keys}
     cpu: dict[str, dict[str, float]] = {k: {} for k in keys}
 
@@ -201,7 +204,7 @@ def replay_all(h: Any, targets: dict[str, Any], grid: list, rows: list, repeats:
 
     for key in keys if warm else ():
         h.replay(target_for(key), warm, description=f"warm-up: {key}", **patience)
-    edge = [k for k in keys if targets.get(k) is not None and targets[k].kind == "edgeserving"]
+    edge = [k for k in keys if k not in plain_keys]
     metrics_before = {k: h.scrape(targets[k]) for k in edge}
     parts = segments(rows, segment_s)
     for rep in range(repeats):

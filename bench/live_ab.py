@@ -58,8 +58,7 @@ def settings(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
 
 def run(args: argparse.Namespace) -> int:
     from bench import live_report as lr
-    from bench.fidelity import prediction_error
-    from bench.live import WARMUP_RATE_RPS, _loadavg, _slug, pooled, segments, warmup_rows
+    from bench.live import WARMUP_RATE_RPS, _loadavg, _slug, pooled, replay_all, warmup_rows
     from bench.live_harness import LiveHarness
     from bench.live_workload import WEIGHTS, load_rows
     from scheduler.console import print_table, say, status
@@ -82,22 +81,9 @@ def run(args: argparse.Namespace) -> int:
             policy = extra.pop("policy", None) or h.worker_args.get("policy")
             targets[label] = h.deploy_edgeserving(_slug(label), policy, label=label, **extra)
         warm = warmup_rows(WEIGHTS, WARMUP_RATE_RPS, 50.0, args.warmup_s)
-        for label, target in targets.items():
-            h.replay(target, warm, description=f"warm-up: {label}")
-        before = {label: h.scrape(t) for label, t in targets.items()}
-        runs: dict[str, list] = {label: [] for label in targets}
-        turn = 0
-        for rep in range(args.repeats):
-            for i, part in enumerate(segments(rows, args.segment_s)):
-                labels = list(targets)
-                order = labels[turn % 2:] + labels[:turn % 2]
-                turn += 1
-                status(f"repeat {rep + 1}/{args.repeats}, segment {i + 1} ({len(part)} requests); "
-                       f"load average {_loadavg()}")
-                for label in order:
-                    runs[label].append(h.replay(targets[label], part, description=label))
-        slots = {label: prediction_error(before[label], h.scrape(t)) for label, t in targets.items()}
-    reports = {label: pooled(runs[label], label) for label in runs}
+        replays = replay_all(h, targets, [], rows, args.repeats, warm, args.segment_s)
+    slots = replays.predictions
+    reports = {label: pooled(replays.runs[label], label) for label in replays.runs}
     summaries = {label: r.summary() for label, r in reports.items()}
     header, table = lr.comparison_rows(list(summaries.values()), [r.lag for r in reports.values()])
     header, table = header[:-1], [row[:-1] for row in table]  # both run the same policy: no exit mix column

@@ -149,8 +149,9 @@ def two_workers(request, tmp_path_factory):
 
 def answer_from_every_worker(url: str, payload: dict, workers: int, timeout_s: float = 60.0) -> int:
     """Sends ``payload`` one call at a time until ``workers`` distinct workers have answered; returns the
-    number of calls. Serve reports an app RUNNING before its HTTP proxy has learned every replica, and a
-    proxy that knows one replica routes everything there."""
+    number of calls. The proxy learns replicas asynchronously after Serve reports the app RUNNING, so this
+    makes "both workers are known to the proxy" a checked precondition of the burst below (the burst's
+    own pile-up in CI was the router's, fixed in ``SlackAwareRouter.choose_replicas``)."""
     seen: set[str] = set()
     sent = 0
     deadline = time.monotonic() + timeout_s
