@@ -27,13 +27,18 @@ For each policy (default: the reference and the best one), on one worker:
    overhead is added; *client / measured slots + overhead by local rate*: the measured-slot simulation,
    each request given a time-outside-the-worker sample measured at its own local arrival rate
    (``fidelity_metrics.RateOverhead``), so the trace's bursts meet the HTTP path's delays at a
-   burst's rate. Then the live slot times against the profile per model and exit, and the policy's
-   own predictions from the worker's metrics.
+   burst's rate; *client / measured slots + engine gaps + overhead by local rate*: the same, with the
+   live engine's reaction time (``edgeserving_engine_gap_seconds``: the device idle while work waits,
+   read over the calibration at load) before every simulated slot (``bench.engine_gaps``), and of the
+   idle pre-slot time only the handler's part (the idle calibration's queue time minus its mean gap).
+   Then the live slot times against the profile per model and exit, and the policy's own predictions
+   from the worker's metrics.
 
 Every added parameter is measured on separate traffic before the replay, never fitted to it. The
 target (simulated P95 within 10% of the live one, violation ratio within 2 points) is judged on
-the last comparison, the full model of what a client sees (chosen as the judged view before it was
-first run). ``--reprofile`` measures the profile
+the last comparison, the fullest model of what a client sees (the engine gaps joined it on 2026-12-01,
+after a run showed the worker's queueing under bursts as the gap left; every view is still reported).
+``--reprofile`` measures the profile
 first, on this machine as it is now (``edgeserving profile``), and serves and simulates with it.
 """
 
@@ -66,6 +71,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    "at load (default 20)")
     p.add_argument("--seed", type=int, default=0, help="seed of the simulation and the overhead draws")
     p.add_argument("--quick", action="store_true", help="the first 20 s of the trace, 60 calibration requests")
+    from bench.live_harness import add_ingress_argument
+
+    add_ingress_argument(p)
     p.add_argument("--out", default="out/bench-fidelity", help="output folder (default out/bench-fidelity)")
     p.add_argument("--json", action="store_true", help="print the comparison as JSON")
 
@@ -91,12 +99,12 @@ def run(args: argparse.Namespace) -> int:
     profile_path = _reprofile(out) if args.reprofile else args.profile
     t0 = time.perf_counter()
     results = []
-    with LiveHarness(args.config, gpus=len(policies), log=status) as h:
+    with LiveHarness(args.config, gpus=len(policies), log=status, ingress=args.ingress) as h:
         extra = {"profile": str(Path(profile_path).resolve())} if profile_path else {}
         targets = [h.deploy_edgeserving(name, name, **extra) for name in policies]
         for target in targets:
             results.append(_one_policy(h, target, rows, calibrate, calibrate_s, args.seed))
-    report = _report(results, out, len(rows), time.perf_counter() - t0, profile_path)
+    report = _report(results, out, len(rows), time.perf_counter() - t0, profile_path, args.ingress)
     if args.json:
         print(json.dumps(report, indent=2))
     return 0
@@ -171,6 +179,7 @@ def _one_policy(h: Any, target: Any, rows: list, calibrate: int, calibrate_s: fl
     import httpx
     import numpy as np
 
+    from bench import engine_gaps
     from bench import fidelity_metrics as fm
     from bench.live_harness import cpu_snapshot
     from scheduler.console import status
@@ -188,15 +197,22 @@ def _one_policy(h: Any, target: Any, rows: list, calibrate: int, calibrate_s: fl
     name = target.label
     live_models = parse_models(httpx.get(f"{target.url}/v1/models", timeout=10).json(), target.url)
     status(f"{name}: calibrating the HTTP path at idle: {calibrate} requests, one at a time")
+    metrics_before_idle = h.scrape(target)
     cal = calibrate_overhead(target, list(live_models.shapes), live_models.shapes, calibrate)
+    idle_gaps = engine_gaps.gap_draws(metrics_before_idle, h.scrape(target))
     idle_overhead = fm.overhead_samples(cal)
     pre_engine = np.asarray([c["queue_ms"] for c in cal])  # body read, validation, hand-off, decision (idle)
+    # The handler's part alone (body read, validation, hand-off): the engine gap, which the gapped view
+    # draws at load, is the rest of an idle request's queue time.
+    handling = np.maximum(pre_engine - (idle_gaps.mean_ms() if idle_gaps else 0.0), 0.0)
     load_rows = load_calibration_rows(rows, calibrate_s, seed)
     status(f"{name}: measuring the serving environment at load: {len(load_rows)} Poisson requests over "
            f"{calibrate_s:g} s at {', '.join(f'{x:g}' for x in CALIBRATION_RATES)} x the trace's mean rate")
     idle_cpu_per_s, busy_cores = _idle_cpu_rate(cpu_snapshot)
+    metrics_before_load = h.scrape(target)
     cpu_before, t0 = cpu_snapshot(), time.perf_counter()
     at_load = h.replay(target, load_rows, judge="server", description=f"calibration at load: {name}")
+    gap_draws = engine_gaps.gap_draws(metrics_before_load, h.scrape(target))
     # Marginal CPU of the requests: what the run used beyond its idle background (controller, GCS, polls).
     cpu_s = sum(cpu_snapshot().values()) - sum(cpu_before.values()) - idle_cpu_per_s * (time.perf_counter() - t0)
     load_slots = fm.slots(at_load.results)
@@ -213,7 +229,9 @@ def _one_policy(h: Any, target: Any, rows: list, calibrate: int, calibrate_s: fl
     status(f"{name}: replaying {len(rows)} requests live")
     before = h.scrape(target)
     live = h.replay(target, rows, judge="server", description=f"live: {name}")
-    prediction = prediction_error(before, h.scrape(target))
+    after = h.scrape(target)
+    prediction = prediction_error(before, after)
+    live_gap_draws = engine_gaps.gap_draws(before, after)
     status(f"{name}: simulating the same trace (profile slot times; measured slot times)")
     admission = AdmissionConfig(queue_bound=cfg.queue_bound, reject_infeasible=cfg.reject_infeasible)
     sim = replay_simulated(rows, profile, make_policy(cfg.policy, bmax=cfg.bmax, quantile=cfg.quantile), seed=seed,
@@ -222,13 +240,19 @@ def _one_policy(h: Any, target: Any, rows: list, calibrate: int, calibrate_s: fl
                            make_policy(cfg.policy, bmax=cfg.bmax, quantile=cfg.quantile), seed=seed,
                            admission=admission,
                            executor_factory=lambda clock, r: fm.MeasuredSlotExecutor(profile, clock, r, ratios))
+    gapped = env_results if gap_draws is None else simulate(
+        [r.to_request(0.0) for r in rows], profile, make_policy(cfg.policy, bmax=cfg.bmax, quantile=cfg.quantile),
+        seed=seed, admission=admission, executor_factory=lambda clock, r: engine_gaps.GappedExecutor(
+            fm.MeasuredSlotExecutor(profile, clock, r, ratios), clock, r, gap_draws))
     waits = fm.frontend_waits([r.arrival_s for r in rows], service_ms, cores)
     queued_rows = [dataclasses.replace(r, arrival_s=r.arrival_s + w / 1000.0) for r, w in zip(rows, waits)]
     queued = simulate([r.to_request(0.0) for r in queued_rows], profile,
                       make_policy(cfg.policy, bmax=cfg.bmax, quantile=cfg.quantile), seed=seed, admission=admission,
                       executor_factory=lambda clock, r: fm.MeasuredSlotExecutor(profile, clock, r, ratios))
     extra = waits + rng.choice(idle_overhead, len(rows))
-    rate_extra = by_rate.draw(fm.local_rates_rps([r.arrival_s for r in rows]), rng) + rng.choice(pre_engine, len(rows))
+    local_rates = fm.local_rates_rps([r.arrival_s for r in rows])
+    rate_extra = by_rate.draw(local_rates, rng) + rng.choice(pre_engine, len(rows))
+    gapped_extra = by_rate.draw(local_rates, rng) + rng.choice(handling, len(rows))
     live_server = summarize(fm.server_view(live.results), profile, name)
     live_client = summarize(fm.client_view(live.results), profile, name)
     gaps = [fm.Gap("server: profile", live_server, summarize(sim.results, profile, name)),
@@ -239,10 +263,13 @@ def _one_policy(h: Any, target: Any, rows: list, calibrate: int, calibrate_s: fl
             fm.Gap(f"client: + {cores}-core CPU queue ({service_ms:.1f} ms/request)", live_client,
                    summarize(fm.shifted(queued, extra), profile, name)),
             fm.Gap("client: measured slots + overhead by local rate", live_client,
-                   summarize(fm.shifted(env_results, rate_extra), profile, name))]
+                   summarize(fm.shifted(env_results, rate_extra), profile, name)),
+            fm.Gap("client: measured slots + engine gaps + overhead by local rate", live_client,
+                   summarize(fm.shifted(gapped, gapped_extra if gap_draws else rate_extra), profile, name))]
     return {"policy": name, "gaps": gaps, "live": live, "sim": sim, "profile": profile, "overhead": idle_overhead,
             "load_overhead": load_overhead, "ratios": ratios, "calibration": cal, "prediction": prediction,
-            "by_rate": by_rate, "live_slots": fm.slots(live.results), "sim_slots": fm.slots(sim.results),
+            "by_rate": by_rate, "gap_draws": gap_draws, "live_gap_draws": live_gap_draws,
+            "live_slots": fm.slots(live.results), "sim_slots": fm.slots(sim.results),
             "env_slots": fm.slots(env_results), "service_ms": service_ms, "cores": cores, "busy_cores": busy_cores,
             "frontend_wait_ms": {"p50": float(np.percentile(waits, 50)), "p95": float(np.percentile(waits, 95))}}
 
@@ -283,7 +310,8 @@ def prediction_error(before: dict[str, float], after: dict[str, float]) -> dict[
             "mean_error_ms": error_ms}
 
 
-def _report(results: list[dict], out: Path, n_rows: int, wall_s: float, profile_path: str | None) -> dict[str, Any]:
+def _report(results: list[dict], out: Path, n_rows: int, wall_s: float, profile_path: str | None,
+            ingress: str) -> dict[str, Any]:
     import numpy as np
 
     from bench import fidelity_metrics as fm
@@ -291,7 +319,7 @@ def _report(results: list[dict], out: Path, n_rows: int, wall_s: float, profile_
     from bench.live import _loadavg
     from scheduler.console import print_table, say
 
-    report: dict[str, Any] = {"requests": n_rows, "wall_s": wall_s, "load_average": _loadavg(),
+    report: dict[str, Any] = {"requests": n_rows, "wall_s": wall_s, "load_average": _loadavg(), "ingress": ingress,
                               "profile": profile_path or "the config's", "policies": []}
     md = []
     for r in results:
@@ -320,8 +348,11 @@ def _report(results: list[dict], out: Path, n_rows: int, wall_s: float, profile_
         if pred.get("slots"):
             say(lr.prediction_line(name, pred))
         say(f"{name}: time outside the worker at load, by local arrival rate: {r['by_rate'].describe()}")
-        say(f"{name}: target (client view, measured slots + overhead by local rate: P95 within 10%, violations "
-            f"within 2 points): {'MET' if client.met else 'NOT MET'}")
+        say(f"{name}: engine gaps, the device idle while work waited (edgeserving_engine_gap_seconds): calibration at "
+            f"load {r['gap_draws'].describe() if r['gap_draws'] else 'none'}; live replay "
+            f"{r['live_gap_draws'].describe() if r['live_gap_draws'] else 'none'}")
+        say(f"{name}: target (client view, measured slots + engine gaps + overhead by local rate: P95 within 10%, "
+            f"violations within 2 points): {'MET' if client.met else 'NOT MET'}")
         md += [f"### {name}", "", _md(fm.GAP_HEADER, rows), "", _md(header, live_rows), ""]
         report["policies"].append({
             "policy": name, "views": [g.to_dict() for g in gaps], "target_met": client.met,
@@ -334,6 +365,8 @@ def _report(results: list[dict], out: Path, n_rows: int, wall_s: float, profile_
                                 for rate, b in zip(r["by_rate"].bin_rates, r["by_rate"].bins)],
             "live_slots": live_overall, "sim_slots": sim_overall, "env_slots": env_overall,
             "policy_prediction": r["prediction"],
+            "engine_gap_mean_ms": {"calibration": r["gap_draws"].mean_ms() if r["gap_draws"] else None,
+                                   "live": r["live_gap_draws"].mean_ms() if r["live_gap_draws"] else None},
             "frontend": {"service_ms": r["service_ms"], "cores": r["cores"], "busy_cores_idle": r["busy_cores"],
                          "wait_ms": r["frontend_wait_ms"]},
             "replay": r["live"].to_json()["replay"]})

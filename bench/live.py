@@ -61,6 +61,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--warmup-s", type=float, default=3.0,
                    help="seconds of light Poisson warm-up per configuration (default 3)")
     p.add_argument("--quick", action="store_true", help="the first 20 s of the trace, one repeat")
+    from bench.live_harness import add_ingress_argument
+
+    add_ingress_argument(p)
     p.add_argument("--out", default="out/bench-live", help="output folder (default out/bench-live)")
     p.add_argument("--json", action="store_true", help="print the summaries and verdicts as JSON")
     from bench.live_emulated import add_arguments as add_emulation
@@ -93,7 +96,7 @@ def run(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     status(f"bench live: {len(rows)} requests over {rows[-1].arrival_s:.0f} s, configurations: {reference}, {best}, "
            f"plain Ray Serve ({', '.join(b.label() for b in grid)}); load average {_loadavg()}")
-    with LiveHarness(args.config, gpus=3, log=status) as h:
+    with LiveHarness(args.config, gpus=3, log=status, ingress=args.ingress) as h:
         targets = deploy_all(h, reference, best, grid[0])
         warm = warmup_rows(WEIGHTS, WARMUP_RATE_RPS, 50.0, args.warmup_s)
         replays = replay_all(h, targets, grid, rows, repeats, warm, args.segment_s)
@@ -323,12 +326,14 @@ def _report(replays: Replays, grid: list, out: Path, reference: str, best: str, 
     from scheduler.console import say
 
     repeats = 1 if args.quick else args.repeats
+    path = "proxy included" if args.ingress == "proxy" else "straight to the replicas' ports (direct ingress)"
     title = (f"bench live: {n_rows} requests x {repeats} repeat(s), judged client-side "
-             f"(latency from send to answer, proxy included)")
+             f"(latency from send to answer, {path})")
     comparison, reports = compare(replays, grid, reference, best, title, out)
     (out / "live.md").write_text(comparison.markdown)
     say(f"wrote {comparison.png}, {out / 'live.md'} and the per-request results in {out} ({wall_s:.0f} s in all)")
     result = {"requests": n_rows, "repeats": repeats, "segment_s": args.segment_s, "judge": "client",
+              "ingress": args.ingress,
               "wall_s": wall_s, "load_average": _loadavg(), **comparison.to_json(replays, reports)}
     (out / "live.json").write_text(json.dumps(result, indent=2))
     return result

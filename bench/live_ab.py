@@ -6,6 +6,7 @@ a shared machine's drifts fall on both alike. Each request is judged client-side
 violation ratio, P50/P95/P99 and the workers' measured slot times, per setting.
 
     edgeserving bench live-ab --a gil_switch_interval_ms=null --b gil_switch_interval_ms=0.5
+    edgeserving bench live-ab --a ingress=proxy --b ingress=direct   # the path to the worker, not a worker arg
 """
 
 from __future__ import annotations
@@ -21,7 +22,8 @@ HELP = "A/B of two worker settings (e.g. the GIL switch interval) on one live tr
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--a", required=True, metavar="KEY=VALUE[:KEY=VALUE...]",
-                   help="worker args of setting A, over the config's (JSON values: gil_switch_interval_ms=null)")
+                   help="worker args of setting A, over the config's (JSON values: gil_switch_interval_ms=null); "
+                        "ingress=proxy or ingress=direct sets the path to it instead")
     p.add_argument("--b", required=True, metavar="KEY=VALUE[:KEY=VALUE...]", help="worker args of setting B")
     p.add_argument("--policy", default=None, help="policy (name or spec) both run (default: the config's)")
     p.add_argument("--trace", default=None, help="trace CSV (default: the bundled bursty trace, bench/traces)")
@@ -30,6 +32,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--repeats", type=int, default=2, help="replays of the trace per setting (default 2)")
     p.add_argument("--segment-s", type=float, default=10.0, help="segment length, seconds (default 10)")
     p.add_argument("--warmup-s", type=float, default=3.0, help="seconds of light warm-up per setting (default 3)")
+    from bench.live_harness import add_ingress_argument
+
+    add_ingress_argument(p)
     p.add_argument("--out", default="out/bench-live-ab", help="output folder (default out/bench-live-ab)")
     p.add_argument("--json", action="store_true", help="print the summaries as JSON")
 
@@ -39,6 +44,7 @@ def settings(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
     from scheduler.policies.spec import parse_options, worker_policy_args
     from scheduler.serving import deploy
     from scheduler.serving.config import parse_config
+    from scheduler.serving.ingress import INGRESS_MODES
 
     base = deploy.worker_app(deploy.load_serve_config(args.config or deploy.DEFAULT_CONFIG))["args"]
     policy = worker_policy_args(args.policy) if args.policy else {}
@@ -47,7 +53,10 @@ def settings(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
         extra = {**policy, **parse_options(text)}
         if not extra:
             raise ValueError(f"--{key.lower()} sets nothing: give KEY=VALUE")
-        parse_config({**base, **extra}, f"--{key.lower()}")
+        if extra.get("ingress", args.ingress) not in INGRESS_MODES:
+            raise ValueError(f"--{key.lower()}: ingress must be one of {', '.join(INGRESS_MODES)}, "
+                             f"got {extra['ingress']!r}")
+        parse_config({**base, **{k: v for k, v in extra.items() if k != "ingress"}}, f"--{key.lower()}")
         out[f"{key}: {text}"] = extra
     if args.a == args.b:
         raise ValueError("--a and --b are the same setting")
@@ -74,12 +83,16 @@ def run(args: argparse.Namespace) -> int:
     load_before = _loadavg()
     status(f"bench live-ab: {len(rows)} requests x {args.repeats} repeat(s); {' vs '.join(chosen)}; "
            f"load average {load_before}")
-    with LiveHarness(args.config, gpus=len(chosen), log=status) as h:
+    paths = {label: extra.get("ingress", args.ingress) for label, extra in chosen.items()}
+    # Direct ingress is a switch of the whole Ray instance; a setting on the proxy path stays there.
+    mode = "direct" if "direct" in paths.values() else "proxy"
+    with LiveHarness(args.config, gpus=len(chosen), log=status, ingress=mode) as h:
         targets = {}
         for label, extra in chosen.items():
-            extra = dict(extra)
+            extra = {k: v for k, v in extra.items() if k != "ingress"}
             policy = extra.pop("policy", None) or h.worker_args.get("policy")
-            targets[label] = h.deploy_edgeserving(_slug(label), policy, label=label, **extra)
+            targets[label] = h.deploy_edgeserving(_slug(label), policy, label=label,
+                                                  via_proxy=paths[label] == "proxy", **extra)
         warm = warmup_rows(WEIGHTS, WARMUP_RATE_RPS, 50.0, args.warmup_s)
         replays = replay_all(h, targets, [], rows, args.repeats, warm, args.segment_s)
     slots = replays.predictions
@@ -90,7 +103,8 @@ def run(args: argparse.Namespace) -> int:
     header.append("slot measured mean ms")
     for label, row in zip(summaries, table, strict=True):
         row.append(f"{slots[label]['measured_mean_ms']:.2f}" if slots[label].get("slots") else "-")
-    title = f"bench live-ab: {len(rows)} requests x {args.repeats} repeat(s), interleaved, judged client-side"
+    title = (f"bench live-ab: {len(rows)} requests x {args.repeats} repeat(s), interleaved, judged client-side, "
+             f"ingress {' / '.join(paths.values())}")
     print_table(title, header, table)
     wall_s = time.perf_counter() - t0
     load_after = _loadavg()
@@ -98,6 +112,7 @@ def run(args: argparse.Namespace) -> int:
     (out / "live_ab.md").write_text(f"{title}\n\n{lr.markdown(header, table)}\n\n- load average {load_before} "
                                     f"before, {load_after} after; {wall_s:.0f} s\n")
     result = {"requests": len(rows), "repeats": args.repeats, "segment_s": args.segment_s, "wall_s": wall_s,
+              "ingress": paths,
               "load_average": [load_before, load_after],
               "settings": [{"label": label, "worker_args": chosen[label], **summaries[label],
                             "slots": slots[label]} for label in chosen]}

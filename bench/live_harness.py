@@ -17,6 +17,10 @@ configuration on one Serve instance, each on its own route prefix:
 ``worker_args`` (constructor, or ``override_worker_args`` later) replaces worker settings of the
 config for every deployment after it, e.g. the profile executor and a dilated profile.
 
+``ingress="direct"`` turns on Serve's direct ingress (``scheduler.serving.ingress``) and points every
+target at its replicas' own HTTP ports, the plain models' included, so both sides skip the proxy hop
+alike; ``"proxy"`` (default) goes through Serve's HTTP proxy as a default deployment does.
+
 Resources: every edgeserving app is one worker replica holding one logical GPU (as in
 ``ray_config.yaml``); the plain models share one GPU. ``gpus`` logical GPUs are declared, so
 configurations compared side by side each have "one GPU"; only one is replayed at a time, the
@@ -29,6 +33,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import copy
+import dataclasses
 import shutil
 import socket
 import tempfile
@@ -55,10 +60,17 @@ class Target:
     url: str  # base URL: GET {url}/v1/models, POST {url}{path}
     app: str  # Serve application name (plain: the catalog app)
     paths: dict[str, str] = field(default_factory=dict)  # model -> POST path; empty: /v1/infer
+    via_proxy: bool = False  # with direct ingress on: still reached through the proxy (an A/B of the two paths)
 
     @property
     def metrics_url(self) -> str | None:
         return f"{self.url}/metrics" if self.kind == "edgeserving" else None
+
+
+def add_ingress_argument(p: Any) -> None:
+    p.add_argument("--ingress", choices=("proxy", "direct"), default="proxy",
+                   help="how requests reach the replicas: through Serve's HTTP proxy (default) or straight to each "
+                        "replica's own HTTP port (Serve's direct ingress), for every configuration alike")
 
 
 def free_port() -> int:
@@ -71,9 +83,14 @@ class LiveHarness:
     """Context manager: ``with LiveHarness(gpus=3) as h: t = h.deploy_edgeserving("edgeserving", ...)``."""
 
     def __init__(self, config_path: str | Path | None = None, *, gpus: int = 1, cpus: int = 2,
-                 port: int | None = None, log: Log | None = None, worker_args: dict[str, Any] | None = None
-                 ) -> None:
+                 port: int | None = None, log: Log | None = None, worker_args: dict[str, Any] | None = None,
+                 ingress: str = "proxy") -> None:
         from scheduler.serving import deploy
+        from scheduler.serving.ingress import INGRESS_MODES
+
+        if ingress not in INGRESS_MODES:
+            raise ValueError(f"ingress must be one of {', '.join(INGRESS_MODES)}, got {ingress!r}")
+        self.ingress = ingress
 
         self.config_path = Path(config_path) if config_path else deploy.DEFAULT_CONFIG
         self.gpus = gpus
@@ -100,7 +117,7 @@ class LiveHarness:
 
     def start(self) -> None:
         """A fresh local Ray (own temp dir, ``gpus`` logical GPUs) with the config prepared."""
-        from scheduler.serving import deploy
+        from scheduler.serving import deploy, ingress
 
         base = deploy.prepare(deploy.load_serve_config(self.config_path), host="127.0.0.1", port=self.port,
                               num_replicas=1, args=self.overrides or None, base_dir=self.config_path.resolve().parent,
@@ -110,6 +127,8 @@ class LiveHarness:
         self.tmp = Path(tempfile.mkdtemp(prefix="es-live-"))
         self.started = True  # from here on shutdown() has something to undo
         try:
+            if self.ingress == "direct":
+                ingress.enable()
             deploy.start_ray(num_gpus=self.gpus, num_cpus=self.cpus, temp_dir=self.tmp / "ray")
         except BaseException:
             self.shutdown()
@@ -117,12 +136,14 @@ class LiveHarness:
 
     def shutdown(self) -> None:
         """Stop Serve and Ray and remove the temp dir; safe to call twice or after a failed start."""
-        from scheduler.serving import deploy
+        from scheduler.serving import deploy, ingress
 
         if self.started:
             self.device = None
             with contextlib.suppress(Exception):
                 deploy.shutdown()
+            if self.ingress == "direct":
+                ingress.disable()  # the next Ray this process starts decides afresh
             self.started = False
         if self.tmp is not None:
             shutil.rmtree(self.tmp, ignore_errors=True)
@@ -150,8 +171,10 @@ class LiveHarness:
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def deploy_edgeserving(self, name: str, policy: str, label: str | None = None, **args: Any) -> Target:
-        """(Re)deploy the config's worker app as application ``name`` with ``policy`` and ``args``."""
+    def deploy_edgeserving(self, name: str, policy: str, label: str | None = None, via_proxy: bool = False,
+                           **args: Any) -> Target:
+        """(Re)deploy the config's worker app as application ``name`` with ``policy`` and ``args``
+        (``via_proxy``: keep this one on the proxy path when the harness runs direct ingress)."""
         from scheduler.serving import deploy
 
         assert self._base is not None and self.tmp is not None, "start() the harness first"
@@ -169,7 +192,7 @@ class LiveHarness:
         self._check_gpus(extra={name: app})
         self.apps[name] = app
         url = self.base_url + ("" if prefix == "/" else prefix)
-        self.targets[name] = Target(label or policy, "edgeserving", url, name)
+        self.targets[name] = Target(label or policy, "edgeserving", url, name, via_proxy=via_proxy)
         self.log(f"deploying edgeserving app {name!r} (policy {policy}) at {url}")
         self._apply()
         return self.targets[name]
@@ -203,7 +226,7 @@ class LiveHarness:
                  f"at {target.url}")
         self._apply()
         self._plain_batching = batching
-        return target
+        return self.targets["plain"]
 
     def set_plain_batching(self, batching: Batching) -> None:
         """Retune the plain deployments' ``@serve.batch`` in place (``user_config``: no restart)."""
@@ -259,6 +282,33 @@ class LiveHarness:
         deploy.deploy(config)
         if "plain" in self.targets:  # deploy() waited for the worker apps' health endpoints
             _wait_catalog(self.targets["plain"].url)
+        if self.ingress == "direct":
+            self._point_at_replicas()
+
+    def _point_at_replicas(self) -> None:
+        """Every target at its replica's own HTTP port (a redeployed replica gets a new one)."""
+        from bench.plain_batched import MODEL_APP_PREFIX
+        from scheduler.serving.ingress import replica_urls
+
+        host = self._base["http_options"].get("host", "127.0.0.1") if self._base else "127.0.0.1"
+
+        def url(app: str) -> str:
+            return replica_urls(app, self.apps[app].get("route_prefix") or "/", host)[0]
+
+        for key, t in self.targets.items():
+            if t.via_proxy:
+                continue
+            if t.kind == "edgeserving":
+                self.targets[key] = dataclasses.replace(t, url=url(t.app))
+            else:  # absolute per-model URLs: the replayer posts each model to its own replica
+                self.targets[key] = dataclasses.replace(t, url=url(t.app), paths={
+                    m: url(f"{MODEL_APP_PREFIX}{m}") + "/v1/infer" for m in t.paths})
+        for t in self.targets.values():
+            self.log(f"  {t.label}: {'proxy' if t.via_proxy else 'direct ingress'} at {t.url}")
+
+    def current(self, target: Target) -> Target:
+        """``target`` as deployed now (with direct ingress a redeploy moves a replica to another port)."""
+        return next((t for t in self.targets.values() if t.app == target.app), target)
 
     # -- measurement -------------------------------------------------------------------------------
 
@@ -271,6 +321,7 @@ class LiveHarness:
         from scheduler.console import progress
         from workloads.replay import areplay_http
 
+        target = self.current(target)
         with progress() as bar:
             task = bar.add_task(description or f"replaying {len(rows)} requests: {target.label}", total=len(rows))
 
@@ -282,6 +333,7 @@ class LiveHarness:
 
     def scrape(self, target: Target) -> dict[str, float]:
         """Every sample of the target's ``/metrics`` as ``name{k=v,...}`` -> value (edgeserving only)."""
+        target = self.current(target)
         if target.metrics_url is None:
             raise ValueError(f"{target.label}: the plain baseline exports no edgeserving metrics")
         return scrape_metrics(target.metrics_url)

@@ -24,6 +24,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    "such as lookahead:latency_target=0.5 whose options replace the config's policy_options)")
     p.add_argument("--executor", choices=("torch", "profile"), default=None,
                    help="override the config's executor (profile: serve a profile without weights)")
+    p.add_argument("--direct-ingress", action="store_true",
+                   help="also serve on each worker replica's own HTTP port (Serve's direct ingress; printed at "
+                        "start): skips the proxy hop, and with it the router that spreads work across workers")
     p.add_argument("--json", action="store_true", help="print the final request counts as JSON on exit")
 
 
@@ -32,7 +35,7 @@ def run(args: argparse.Namespace) -> int:
 
     from scheduler.clock import RealClock
     from scheduler.console import say, status
-    from scheduler.serving import deploy
+    from scheduler.serving import deploy, ingress
 
     clock = RealClock()
     config_path = Path(args.config) if args.config else deploy.DEFAULT_CONFIG
@@ -52,12 +55,19 @@ def run(args: argparse.Namespace) -> int:
                             base_dir=config_path.resolve().parent, demo_zoo=status)
     logical = max(gpus, replicas)
     status(f"starting Ray with {logical} {'GPU(s)' if gpus else 'logical GPU(s) (no GPU visible)'}")
+    if args.direct_ingress:
+        ingress.enable()
     deploy.start_ray(num_gpus=logical)
     try:
         status(f"deploying {config_path} ({replicas} worker replica(s)); loading the models")
         url = deploy.deploy(config)
         say(f"edgeserving is serving at {url}")
         say(f"  POST {url}/v1/infer   GET {url}/v1/models   GET {url}/metrics   docs: {url}/docs")
+        if args.direct_ingress:
+            app = deploy.worker_app(config)
+            for direct in ingress.replica_urls(deploy.app_name(config), app.get("route_prefix") or "/",
+                                               config["http_options"].get("host", "127.0.0.1")):
+                say(f"  a worker replica's own port (direct ingress): {direct}")
         say("press Ctrl-C to stop")
         _stop_on_signals()
         try:

@@ -45,6 +45,10 @@ class AdmissionConfig:
 class StepResult:
     plan: Plan | None  # None when there was nothing queued
     results: list[RequestResult] = field(default_factory=list)  # requests finished by this step
+    # Time the device sat idle before this step's slot while requests waited: since the previous slot ended
+    # with work queued, or since the arrival that gave an idle engine work (the loop's bookkeeping, waking
+    # the engine thread, the decision, the thread waiting for the GIL). None after a wait the policy chose.
+    gap_ms: float | None = None
 
     @property
     def idle_until_s(self) -> float | None:
@@ -75,6 +79,7 @@ class Engine:
         # Profile order, so every policy breaks ties the same way.
         self.queues: dict[str, RequestQueue] = {m: RequestQueue(m) for m in profile.model_names if m in names}
         self._cond = threading.Condition()
+        self._ready_since_s: float | None = None  # since when queued work has waited for the device
         self._shallowest = {m: profile.model(m).exits[0] for m in self.queues}
 
     # -- admission -----------------------------------------------------------------------
@@ -87,6 +92,8 @@ class Engine:
                 raise ValueError(f"unknown model {request.model!r}; this engine serves {list(self.queues)}")
             reason = self._refusal(request, queue)
             if reason is None:
+                if self._ready_since_s is None and not any(self.queues.values()):
+                    self._ready_since_s = self.clock.now()  # work for an engine that had none
                 queue.push(request)
                 self._cond.notify_all()
                 return None
@@ -124,6 +131,7 @@ class Engine:
         """Plan one slot, apply it and, if it runs a batch, run it to completion."""
         with self._cond:
             if not any(self.queues.values()):
+                self._ready_since_s = None
                 return StepResult(None)
             now_s = self.clock.now()
             t0 = self.timer() if self.timer else 0.0
@@ -131,19 +139,25 @@ class Engine:
             decision_ms = (self.timer() - t0) * 1000.0 if self.timer else None
             if plan is None:  # the policy has nothing to run until the next arrival
                 plan = Plan.idle(float("inf"))
+            if not plan.requests and plan.idle_until_s is not None:
+                self._ready_since_s = None  # a chosen wait is the policy's, not overhead
             self._check(plan, now_s)
             for r in plan.drop:
                 self.queues[r.model].remove((r,))
             if plan.requests:
                 self.queues[plan.model].remove(plan.requests)
         results = [RequestResult(r, Outcome.DROPPED, reason=plan.drop_reason) for r in plan.drop]
+        gap_ms = None
         if plan.requests:
-            results += self._run(plan, decision_ms)
+            start_s = self.clock.now()
+            if self._ready_since_s is not None:
+                gap_ms = max(start_s - self._ready_since_s, 0.0) * 1000.0
+            results += self._run(plan, decision_ms, start_s)
+            self._ready_since_s = self.clock.now() if self.pending() else None
         self._emit(results)
-        return StepResult(plan, results)
+        return StepResult(plan, results, gap_ms)
 
-    def _run(self, plan: Plan, decision_ms: float | None) -> list[RequestResult]:
-        start_s = self.clock.now()
+    def _run(self, plan: Plan, decision_ms: float | None, start_s: float) -> list[RequestResult]:
         try:
             if self.preemptive:
                 slot = self.executor.run_preemptible(plan, self.stop_check(plan))

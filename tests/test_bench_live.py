@@ -208,6 +208,32 @@ def test_overhead_is_drawn_at_each_requests_local_rate():
 
 
 
+def test_engine_gaps_come_from_the_histogram_buckets_between_two_scrapes():
+    from bench.engine_gaps import GAP_METRIC, GappedExecutor, gap_draws
+    from scheduler.clock import VirtualClock
+    from scheduler.executor import ProfileExecutor
+    from scheduler.types import Plan
+    from tests.core_helpers import TWO_MODELS, req
+
+    def scrape(le_counts):  # cumulative, as Prometheus exposes them
+        return {f'{GAP_METRIC}_bucket{{le={le}}}': c for le, c in le_counts.items()}
+
+    before = scrape({"0.001": 5.0, "0.002": 5.0, "+Inf": 5.0})
+    after = scrape({"0.001": 5.0, "0.002": 15.0, "+Inf": 15.0})  # 10 new gaps, all between 1 and 2 ms
+    draws = gap_draws(before, after)
+    assert draws is not None and draws.n == 10 and draws.mean_ms() == pytest.approx(1.5)
+    rng = np.random.default_rng(0)
+    assert all(1.0 <= draws.draw(rng) <= 2.0 for _ in range(100))
+    assert gap_draws(after, after) is None  # nothing recorded in between
+
+    clock = VirtualClock(0.0)
+    ex = GappedExecutor(ProfileExecutor(TWO_MODELS, clock, rng), clock, rng, draws)
+    plan = Plan(model="A", exit="e1", requests=(req("a", "A", 0.0, 50),), predicted_ms=2.0)
+    slot = ex.run(plan)
+    assert 0.003 <= clock.now() <= 0.004  # a 1-2 ms gap, then the 2 ms slot
+    assert slot.slot_ms == pytest.approx(2.0)  # the gap is not slot time
+
+
 def test_frontend_queue_backs_up_only_beyond_its_capacity():
     assert list(fm.frontend_waits([0.0, 0.1, 0.2], service_ms=10.0, servers=1)) == [0.0, 0.0, 0.0]
     waits = fm.frontend_waits([0.0] * 4, service_ms=10.0, servers=2)  # 4 at once on 2 servers
@@ -402,7 +428,7 @@ def test_emulated_mode_answers_every_request_once_and_plain_shares_one_device(ha
         assert max(a["device_wait_ms"] for a in answers) >= 0.9 * min(a["slot_ms"] for a in answers)
         assert all(0 <= a["device_call_ms"] < 100 for a in answers)  # the actor call's own cost
 
-        args = argparse.Namespace(process="poisson", trace_seed=7, segment_s=None)
+        args = argparse.Namespace(process="poisson", trace_seed=7, segment_s=None, ingress="proxy")
         section = le._section(emu, 0.3, rows, replays, grid, "edgeserving", "lookahead", tmp_path, 1)
         result = le._report(emu, [section], [0.3], 2.0, [50.0], args, tmp_path, 1.0)
         (load,) = json.loads((tmp_path / "live.json").read_text())["loads"]
@@ -437,6 +463,10 @@ def test_live_ab_settings_are_checked_against_the_config_before_ray_starts():
     for a, b, message in (("gil_switch_interval_ms=0", "torch_threads=2", "gil_switch_interval_ms"),
                           ("no_such_key=1", "torch_threads=2", "no_such_key: unknown key"),
                           ("torch_threads=2", "torch_threads=2", "the same setting"),
-                          ("torch_threads", "torch_threads=2", "is not key=value")):
+                          ("torch_threads", "torch_threads=2", "is not key=value"),
+                          ("ingress=haproxy", "ingress=direct", "ingress must be one of proxy, direct")):
         with pytest.raises((ValueError, ConfigError), match=message):
             settings(_ab_args(a=a, b=b))
+    # The path to the worker is a setting of its own: it is not a worker arg, and the two may differ by it alone.
+    assert list(settings(_ab_args(a="ingress=proxy", b="ingress=direct")).values()) == [
+        {"ingress": "proxy"}, {"ingress": "direct"}]

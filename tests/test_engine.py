@@ -141,6 +141,21 @@ def test_decision_time_is_measured_with_the_injected_timer():
     assert isinstance(rec.slots[0][1], SlotResult)
 
 
+def test_the_device_idle_time_while_work_waits_is_measured_and_an_idle_spell_is_not_counted():
+    engine, clock, _ = make_engine(bmax=1)
+    for i in range(3):
+        engine.submit(req(str(i), "A", 1.0, 500))
+    clock.sleep(0.001)  # the engine thread wakes up
+    assert engine.step().gap_ms == pytest.approx(1.0)  # from the first arrival on an idle engine
+    clock.sleep(0.003)  # the loop's bookkeeping between two slots, with two requests waiting
+    assert engine.step().gap_ms == pytest.approx(3.0)
+    assert engine.step().gap_ms == pytest.approx(0.0)  # straight on
+    assert engine.step().plan is None  # nothing queued: idle from here
+    clock.sleep(1.0)  # no work: not a gap
+    engine.submit(req("late", "A", clock.now(), 500))
+    assert engine.step().gap_ms == pytest.approx(0.0)
+
+
 def test_wait_for_arrival_returns_early_when_a_request_is_queued():
     import threading
 

@@ -19,7 +19,7 @@ EXPECTED_FAMILIES = {
     "edgeserving_deadline_slack_seconds", "edgeserving_deadline_lateness_seconds", "edgeserving_exits",
     "edgeserving_batch_size", "edgeserving_queue_depth", "edgeserving_inflight_requests", "edgeserving_workers",
     "edgeserving_slot_seconds", "edgeserving_slot_prediction_error_seconds", "edgeserving_failed_slots",
-    "edgeserving_gpu_busy_seconds", "edgeserving_scheduler_decision_seconds",
+    "edgeserving_gpu_busy_seconds", "edgeserving_scheduler_decision_seconds", "edgeserving_engine_gap_seconds",
 }
 
 
@@ -37,6 +37,8 @@ def _worker(directory: str, worker: str, n: int, queued: int, hold, done) -> Non
     plan = Plan.run("a", "e1", (Request("x", "a", 0.0, 1.0),), predicted_ms=5.0)
     m.record_slot(plan, SlotResult(slot_ms=7.0, exits=("e1",)), decision_ms=0.02)
     m.record_slot(plan, None, decision_ms=0.02)  # a slot whose executor raised
+    m.record_gap(0.3)
+    m.record_gap(None)  # a slot after an idle spell: no gap
     m.set_queue_depths({"a": queued})
     done.set()
     if hold is not None:

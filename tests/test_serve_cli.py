@@ -1,5 +1,6 @@
 """``edgeserving serve`` end to end: start, answer, Ctrl-C drains (queued requests end FAILED with
-reason shutdown, every request is answered), then Ray and Serve stop and the command exits 0."""
+reason shutdown, every request is answered), then Ray and Serve stop and the command exits 0. It runs
+with ``--direct-ingress``: the worker answers on its own port too, and the proxy keeps serving beside it."""
 
 from __future__ import annotations
 
@@ -36,8 +37,8 @@ def test_serve_until_ctrl_c_then_drain_and_exit(tmp_path: Path):
     ray_tmp = tempfile.mkdtemp(prefix="es-cli-")
     env = {**os.environ, "RAY_TMPDIR": ray_tmp, "COLUMNS": "200"}
     proc = subprocess.Popen([sys.executable, "-m", "scheduler.cli", "serve", "--config", str(tmp_path / "serve.yaml"),
-                             "--port", str(port), "--json"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True, env=env, start_new_session=True)
+                             "--port", str(port), "--direct-ingress", "--json"], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, env=env, start_new_session=True)
     lines: list[str] = []
     reader = threading.Thread(target=lambda: lines.extend(proc.stdout), daemon=True)
     reader.start()
@@ -49,6 +50,10 @@ def test_serve_until_ctrl_c_then_drain_and_exit(tmp_path: Path):
             assert time.monotonic() < deadline, "serve did not come up:\n" + "".join(lines)
             time.sleep(0.2)
         assert httpx.post(f"{url}/v1/infer", json={"model": "fast", "inputs": [[1, 2, 3], [4, 5, 6]]}).json()[
+            "outcome"] == "MET"
+        direct = next(ln for ln in lines if "direct ingress" in ln).split()[-1]
+        assert direct.startswith("http://127.0.0.1:") and direct != url, direct
+        assert httpx.post(f"{direct}/v1/infer", json={"model": "fast", "inputs": [[1, 2, 3], [4, 5, 6]]}).json()[
             "outcome"] == "MET"
         answers: list[dict] = []
 
@@ -76,4 +81,4 @@ def test_serve_until_ctrl_c_then_drain_and_exit(tmp_path: Path):
     kinds = {(a["outcome"], a["reason"]) for a in answers}
     assert ("FAILED", "shutdown") in kinds and kinds <= {("MET", None), ("FAILED", "shutdown")}, answers
     counts = json.loads(next(ln for ln in reversed(lines) if ln.startswith("{")))["requests"]
-    assert sum(counts.values()) == 7 and counts["FAILED"] == sum(a["outcome"] == "FAILED" for a in answers)
+    assert sum(counts.values()) == 8 and counts["FAILED"] == sum(a["outcome"] == "FAILED" for a in answers)

@@ -41,6 +41,7 @@ SLACK_BUCKETS_S = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5,
 SLOT_BUCKETS_S = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0)
 ERROR_BUCKETS_S = (-0.05, -0.02, -0.01, -0.005, -0.002, -0.001, 0.0, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1)
 DECISION_BUCKETS_S = (1e-5, 2e-5, 5e-5, 1e-4, 2e-4, 5e-4, 1e-3, 2e-3, 5e-3, 1e-2)
+GAP_BUCKETS_S = (5e-5, 1e-4, 2e-4, 5e-4, 1e-3, 2e-3, 5e-3, 1e-2, 2e-2, 5e-2)
 
 _LIVE_FILE = re.compile(r"^gauge_live\w*_(\d+)\.db$")
 
@@ -110,6 +111,9 @@ class ServingMetrics:
         self.busy = Counter("edgeserving_gpu_busy_seconds", "Time the device spent running slots", ["worker"], **kw)
         self.decision = Histogram("edgeserving_scheduler_decision_seconds", "Time of one policy decision",
                                   buckets=DECISION_BUCKETS_S, **kw)
+        self.engine_gap = Histogram("edgeserving_engine_gap_seconds",
+                                    "Device idle between two slots while requests waited (engine overhead)",
+                                    buckets=GAP_BUCKETS_S, **kw)
         self.workers.set(1)
         self.inflight.set(0)
         reap_dead_workers(directory)  # a replica restarted after a crash accounts for its predecessor at once
@@ -151,6 +155,10 @@ class ServingMetrics:
         else:
             self.prediction_error.labels(plan.model, plan.exit).observe((slot.slot_ms - plan.predicted_ms) / 1000.0)
         self.busy.labels(self.worker).inc(slot.slot_ms / 1000.0)
+
+    def record_gap(self, gap_ms: float | None) -> None:
+        if gap_ms is not None:
+            self.engine_gap.observe(gap_ms / 1000.0)
 
     def set_queue_depths(self, depths: Mapping[str, int]) -> None:
         for model, depth in depths.items():

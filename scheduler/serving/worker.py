@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from scheduler.clock import Clock, RealClock
-from scheduler.engine import SHUTDOWN, AdmissionConfig, Engine, EngineListener
+from scheduler.engine import SHUTDOWN, AdmissionConfig, Engine, EngineListener, StepResult
 from scheduler.policies import make_policy
 from scheduler.profile import Profile, ProfileError
 from scheduler.serving.catalog import ServedModel, load_catalog, make_executor
@@ -76,7 +76,7 @@ class WorkerCore:
         self._stats_seq = itertools.count()
         self._cost_ms = {m: self.profile.latency_ms(m, self.catalog[m].exits[-1], cfg.bmax, cfg.quantile) / cfg.bmax
                          for m in self.catalog}
-        self.loop = EngineLoop(self.engine, after_step=lambda _s: self._refresh_gauges())
+        self.loop = EngineLoop(self.engine, after_step=self._after_step)
         self.loop.start()
 
     # -- the request path ----------------------------------------------------------------------
@@ -153,6 +153,10 @@ class WorkerCore:
             "ref_deadline_ms": min(defaults) if defaults else None,
             "draining": self.draining,
         }
+
+    def _after_step(self, step: StepResult | None) -> None:
+        self.metrics.record_gap(step.gap_ms if step is not None else None)
+        self._refresh_gauges()
 
     def _refresh_gauges(self) -> None:
         self.metrics.set_queue_depths(self.engine.queue_depths())
