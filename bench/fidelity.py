@@ -10,7 +10,9 @@ For each policy (default: the reference and the best one), on one worker:
    seed; not the trace being predicted): the slot times the worker measures there (as ratios to the
    profile's mean) and the time each request spends outside the worker (client latency - queue_ms -
    slot_ms), against the local arrival rate (arrivals in the half second up to it);
-3. **live replay** of the trace (open loop, the worker judging MET/LATE);
+3. **live replay** of the trace (open loop, the worker judging MET/LATE), in ``--interleave`` windows
+   (default 6) alternating with windows of the calibration at load, so that both meet the machine in
+   the same state (``bench.fidelity_runs``); the simulation below runs the trace whole;
 4. **simulations** of the same rows with the worker's profile, policy settings (Bmax, quantile)
    and admission (queue bound), seeded: once with the profile's slot times, once with slot times
    drawn from the ratios measured at load (``fidelity_metrics.MeasuredSlotExecutor``);
@@ -69,6 +71,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--calibrate-s", type=float, default=20.0, help="seconds of open-loop Poisson traffic in the "
                    "trace's mix, stepping from 0.5 to 3 x its mean rate, measuring slot times and the HTTP path "
                    "at load (default 20)")
+    p.add_argument("--interleave", type=int, default=6, help="cut the calibration at load and the trace into N "
+                   "windows and replay them alternately, so both meet the machine in the same state (default 6; "
+                   "1: the whole calibration, then the whole trace)")
     p.add_argument("--seed", type=int, default=0, help="seed of the simulation and the overhead draws")
     p.add_argument("--quick", action="store_true", help="the first 20 s of the trace, 60 calibration requests")
     from bench.live_harness import add_ingress_argument
@@ -93,6 +98,8 @@ def run(args: argparse.Namespace) -> int:
     calibrate_s = min(args.calibrate_s, 8.0) if args.quick else args.calibrate_s
     if calibrate < 10:
         raise ValueError(f"--calibrate must be >= 10 requests, got {calibrate}")
+    if args.interleave < 1:
+        raise ValueError(f"--interleave must be >= 1 window, got {args.interleave}")
     rows = bound_rows(load_rows(args.trace), max_seconds=seconds)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -103,7 +110,7 @@ def run(args: argparse.Namespace) -> int:
         extra = {"profile": str(Path(profile_path).resolve())} if profile_path else {}
         targets = [h.deploy_edgeserving(name, name, **extra) for name in policies]
         for target in targets:
-            results.append(_one_policy(h, target, rows, calibrate, calibrate_s, args.seed))
+            results.append(_one_policy(h, target, rows, calibrate, calibrate_s, args.seed, args.interleave))
     report = _report(results, out, len(rows), time.perf_counter() - t0, profile_path, args.ingress)
     if args.json:
         print(json.dumps(report, indent=2))
@@ -173,13 +180,14 @@ def load_calibration_rows(rows: list, seconds: float, seed: int) -> list:
     return out
 
 
-def _one_policy(h: Any, target: Any, rows: list, calibrate: int, calibrate_s: float, seed: int) -> dict[str, Any]:
+def _one_policy(h: Any, target: Any, rows: list, calibrate: int, calibrate_s: float, seed: int,
+                interleave: int) -> dict[str, Any]:
     import dataclasses
 
     import httpx
     import numpy as np
 
-    from bench import engine_gaps
+    from bench import engine_gaps, fidelity_runs
     from bench import fidelity_metrics as fm
     from bench.live_harness import cpu_snapshot
     from scheduler.console import status
@@ -206,16 +214,16 @@ def _one_policy(h: Any, target: Any, rows: list, calibrate: int, calibrate_s: fl
     # draws at load, is the rest of an idle request's queue time.
     handling = np.maximum(pre_engine - (idle_gaps.mean_ms() if idle_gaps else 0.0), 0.0)
     load_rows = load_calibration_rows(rows, calibrate_s, seed)
-    status(f"{name}: measuring the serving environment at load: {len(load_rows)} Poisson requests over "
-           f"{calibrate_s:g} s at {', '.join(f'{x:g}' for x in CALIBRATION_RATES)} x the trace's mean rate")
     idle_cpu_per_s, busy_cores = _idle_cpu_rate(cpu_snapshot)
-    metrics_before_load = h.scrape(target)
-    cpu_before, t0 = cpu_snapshot(), time.perf_counter()
-    at_load = h.replay(target, load_rows, judge="server", description=f"calibration at load: {name}")
-    gap_draws = engine_gaps.gap_draws(metrics_before_load, h.scrape(target))
+    status(f"{name}: the serving environment at load ({len(load_rows)} Poisson requests over {calibrate_s:g} s at "
+           f"{', '.join(f'{x:g}' for x in CALIBRATION_RATES)} x the trace's mean rate) and the trace "
+           f"({len(rows)} requests), in {interleave} alternating window(s)")
+    m = fidelity_runs.measure(h, target, load_rows, rows, interleave)
+    live = m.live
+    gap_draws = engine_gaps.gap_draws({}, m.cal_metrics)
     # Marginal CPU of the requests: what the run used beyond its idle background (controller, GCS, polls).
-    cpu_s = sum(cpu_snapshot().values()) - sum(cpu_before.values()) - idle_cpu_per_s * (time.perf_counter() - t0)
-    load_slots = fm.slots(at_load.results)
+    cpu_s = m.cal_cpu_s - idle_cpu_per_s * m.cal_wall_s
+    load_slots = fm.slots(m.calibration)
     ratios = fm.slot_ratios(load_slots, profile)
     # CPU each request costs outside its model's compute: the service time of the front-end queue.
     service_ms = max(1000.0 * cpu_s - sum(s[3] for s in load_slots), 0.0) / len(load_rows)
@@ -223,15 +231,11 @@ def _one_policy(h: Any, target: Any, rows: list, calibrate: int, calibrate_s: fl
     # threads, so their load shows as slower slots and overhead (measured above), not as lost servers.
     cores = os.cpu_count() or 1
     rng = np.random.default_rng(seed)
-    outside = fm.outside_worker_ms(at_load.results)
+    outside = fm.outside_worker_ms(m.calibration)
     load_overhead = rng.choice(outside, 4000) + rng.choice(pre_engine, 4000)
-    by_rate = fm.outside_by_rate(at_load.results)
-    status(f"{name}: replaying {len(rows)} requests live")
-    before = h.scrape(target)
-    live = h.replay(target, rows, judge="server", description=f"live: {name}")
-    after = h.scrape(target)
-    prediction = prediction_error(before, after)
-    live_gap_draws = engine_gaps.gap_draws(before, after)
+    by_rate = fm.RateOverhead(m.rates_rps, m.outside_ms)
+    prediction = prediction_error({}, m.live_metrics)
+    live_gap_draws = engine_gaps.gap_draws({}, m.live_metrics)
     status(f"{name}: simulating the same trace (profile slot times; measured slot times)")
     admission = AdmissionConfig(queue_bound=cfg.queue_bound, reject_infeasible=cfg.reject_infeasible)
     sim = replay_simulated(rows, profile, make_policy(cfg.policy, bmax=cfg.bmax, quantile=cfg.quantile), seed=seed,
@@ -268,6 +272,7 @@ def _one_policy(h: Any, target: Any, rows: list, calibrate: int, calibrate_s: fl
                    summarize(fm.shifted(gapped, gapped_extra if gap_draws else rate_extra), profile, name))]
     return {"policy": name, "gaps": gaps, "live": live, "sim": sim, "profile": profile, "overhead": idle_overhead,
             "load_overhead": load_overhead, "ratios": ratios, "calibration": cal, "prediction": prediction,
+            "at_load": m.calibration,
             "by_rate": by_rate, "gap_draws": gap_draws, "live_gap_draws": live_gap_draws,
             "live_slots": fm.slots(live.results), "sim_slots": fm.slots(sim.results),
             "env_slots": fm.slots(env_results), "service_ms": service_ms, "cores": cores, "busy_cores": busy_cores,
@@ -318,6 +323,7 @@ def _report(results: list[dict], out: Path, n_rows: int, wall_s: float, profile_
     from bench import live_report as lr
     from bench.live import _loadavg
     from scheduler.console import print_table, say
+    from scheduler.results import write_results
 
     report: dict[str, Any] = {"requests": n_rows, "wall_s": wall_s, "load_average": _loadavg(), "ingress": ingress,
                               "profile": profile_path or "the config's", "policies": []}
@@ -372,9 +378,11 @@ def _report(results: list[dict], out: Path, n_rows: int, wall_s: float, profile_
             "replay": r["live"].to_json()["replay"]})
         r["live"].write_results(out / f"live-{name}.csv")
         r["sim"].write_results(out / f"sim-{name}.csv")
+        write_results(out / f"calibration-{name}.csv", r["at_load"])
     (out / "fidelity.md").write_text("\n".join(md))
     (out / "fidelity.json").write_text(json.dumps(report, indent=2))
-    say(f"wrote {out / 'fidelity.md'}, {out / 'fidelity.json'} and the per-request results ({wall_s:.0f} s in all)")
+    say(f"wrote {out / 'fidelity.md'}, {out / 'fidelity.json'} and the per-request results (live-, sim- and "
+        f"calibration-<policy>.csv; arrivals re-based per window) ({wall_s:.0f} s in all)")
     return report
 
 

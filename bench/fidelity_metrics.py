@@ -294,10 +294,16 @@ class RateOverhead:
                          for rate, s in zip(self.bin_rates, self.bins))
 
 
-def outside_by_rate(results: Sequence[RequestResult], window_s: float = LOCAL_WINDOW_S) -> RateOverhead:
-    """``RateOverhead`` of a calibration replay: each completed request's time outside the worker (as in
-    ``outside_worker_ms``) against the local arrival rate of the replay at its arrival."""
+def rate_samples(results: Sequence[RequestResult], window_s: float = LOCAL_WINDOW_S
+                 ) -> tuple[list[float], list[float]]:
+    """Of one replay: each completed request's local arrival rate at its arrival and its time outside the
+    worker (as in ``outside_worker_ms``)."""
     ordered = sorted(results, key=lambda r: r.request.arrival_s)
     rates = local_rates_rps([r.request.arrival_s for r in ordered], window_s)
-    keep = [(rate, x) for rate, r in zip(rates, ordered) if (x := _outside_ms(r)) is not None]
-    return RateOverhead([k[0] for k in keep], [k[1] for k in keep])
+    keep = [(float(rate), x) for rate, r in zip(rates, ordered) if (x := _outside_ms(r)) is not None]
+    return [k[0] for k in keep], [k[1] for k in keep]
+
+
+def outside_by_rate(results: Sequence[RequestResult], window_s: float = LOCAL_WINDOW_S) -> RateOverhead:
+    """``RateOverhead`` of a calibration replay: time outside the worker against the local arrival rate."""
+    return RateOverhead(*rate_samples(results, window_s))

@@ -208,6 +208,19 @@ def test_overhead_is_drawn_at_each_requests_local_rate():
 
 
 
+def test_calibration_and_trace_are_cut_into_the_same_number_of_rebased_windows():
+    from bench.fidelity_runs import windows
+    from workloads.trace import TraceRow
+
+    rows = [TraceRow(t, "a", 40.0, str(i)) for i, t in enumerate([0.0, 1.0, 2.5, 5.0, 9.9, 10.0])]
+    parts = windows(rows, 2)  # two windows of 5 s: [0, 5) and [5, 10]
+    assert [[r.request_id for r in p] for p in parts] == [["0", "1", "2"], ["3", "4", "5"]]
+    assert [r.arrival_s for r in parts[1]] == pytest.approx([0.0, 4.9, 5.0])  # re-based, the last kept
+    assert windows(rows, 1) == [rows]
+    with pytest.raises(ValueError, match="at least one window"):
+        windows(rows, 0)
+
+
 def test_engine_gaps_come_from_the_histogram_buckets_between_two_scrapes():
     from bench.engine_gaps import GAP_METRIC, GappedExecutor, gap_draws
     from scheduler.clock import VirtualClock
@@ -372,6 +385,23 @@ def test_harness_replays_the_same_trace_against_edgeserving_and_plain_ray_serve(
     assert all(r.batch_size == 1 for r in again.results)
     _, table = lr.comparison_rows([pooled([r], r.policy).summary() for r in reports.values()])
     assert [row[0] for row in table] == ["edgeserving", "plain Ray Serve"]
+
+
+@pytest.mark.serve
+def test_fidelity_replays_calibration_and_trace_in_alternating_windows_and_counts_each_side(harness):
+    from bench.fidelity import load_calibration_rows
+    from bench.fidelity_runs import measure
+    from bench.live_harness import metric_total
+    from bench.live_workload import generate_rows
+
+    rows = generate_rows(20.0, 2.0, seed=4)  # ~40 requests
+    cal = load_calibration_rows(rows, 2.0, seed=1)
+    edge = harness.deploy_edgeserving("edgeserving", "edgeserving")
+    m = measure(harness, edge, cal, rows, 2)
+    assert len(m.calibration) == len(cal) and len(m.live.results) == len(rows)
+    assert metric_total(m.cal_metrics, "edgeserving_requests_received_total") == len(cal)
+    assert metric_total(m.live_metrics, "edgeserving_requests_received_total") == len(rows)
+    assert len(m.rates_rps) == len(m.outside_ms) > 0 and m.cal_cpu_s > 0 and m.cal_wall_s > 0
 
 
 @pytest.mark.serve
