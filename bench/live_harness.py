@@ -281,7 +281,7 @@ class LiveHarness:
                   "applications": list(self.apps.values())}
         deploy.deploy(config)
         if "plain" in self.targets:  # deploy() waited for the worker apps' health endpoints
-            _wait_catalog(self.targets["plain"].url)
+            _wait_catalog(self.base_url + PLAIN_PREFIX)  # through the proxy: a replica's own port may have moved
         if self.ingress == "direct":
             self._point_at_replicas()
 
