@@ -2,8 +2,9 @@
 
 Ray Serve 2.60 can start an HTTP server inside every ingress replica (``RAY_SERVE_ENABLE_DIRECT_INGRESS=1``,
 ports from 30000 up) beside the proxy, which keeps serving as before. On the 2-core development box the
-proxy hop costs a request about 5 ms of CPU and 6-8 ms of latency at idle; the direct port 1-1.5 ms
-(``edgeserving bench live --ingress direct``, BENCHMARKS.md). What it gives up: Serve's request router
+proxy hop costs a request about 3 ms of CPU and 6-8 ms of latency at idle, the direct port 1-1.5 ms; on
+the bundled trace P95 36.3 against 9.7 ms (``edgeserving bench live-ab --a ingress=proxy --b ingress=direct``,
+BENCHMARKS.md). What it gives up: Serve's request router
 (the slack-aware router picks among workers only on the proxy path), so a client talking to one replica's
 port sends all its work there; with several workers, use the proxy or spread the load yourself.
 
