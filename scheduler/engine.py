@@ -153,7 +153,8 @@ class Engine:
             if self._ready_since_s is not None:
                 gap_ms = max(start_s - self._ready_since_s, 0.0) * 1000.0
             results += self._run(plan, decision_ms, start_s)
-            self._ready_since_s = self.clock.now() if self.pending() else None
+            with self._cond:  # atomic with submit(), which marks work arriving at an idle engine
+                self._ready_since_s = self.clock.now() if any(self.queues.values()) else None
         self._emit(results)
         return StepResult(plan, results, gap_ms)
 

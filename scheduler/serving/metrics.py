@@ -112,7 +112,7 @@ class ServingMetrics:
         self.decision = Histogram("edgeserving_scheduler_decision_seconds", "Time of one policy decision",
                                   buckets=DECISION_BUCKETS_S, **kw)
         self.engine_gap = Histogram("edgeserving_engine_gap_seconds",
-                                    "Device idle between two slots while requests waited (engine overhead)",
+                                    "Device idle while requests waited, before each slot (engine reaction time)",
                                     buckets=GAP_BUCKETS_S, **kw)
         self.workers.set(1)
         self.inflight.set(0)
