@@ -238,21 +238,24 @@ def _one_policy(h: Any, target: Any, rows: list, calibrate: int, calibrate_s: fl
     live_gap_draws = engine_gaps.gap_draws({}, m.live_metrics)
     status(f"{name}: simulating the same trace (profile slot times; measured slot times)")
     admission = AdmissionConfig(queue_bound=cfg.queue_bound, reject_infeasible=cfg.reject_infeasible)
-    sim = replay_simulated(rows, profile, make_policy(cfg.policy, bmax=cfg.bmax, quantile=cfg.quantile), seed=seed,
-                           admission=admission)
-    env_results = simulate([r.to_request(0.0) for r in rows], profile,
-                           make_policy(cfg.policy, bmax=cfg.bmax, quantile=cfg.quantile), seed=seed,
-                           admission=admission,
-                           executor_factory=lambda clock, r: fm.MeasuredSlotExecutor(profile, clock, r, ratios))
-    gapped = env_results if gap_draws is None else simulate(
-        [r.to_request(0.0) for r in rows], profile, make_policy(cfg.policy, bmax=cfg.bmax, quantile=cfg.quantile),
-        seed=seed, admission=admission, executor_factory=lambda clock, r: engine_gaps.GappedExecutor(
-            fm.MeasuredSlotExecutor(profile, clock, r, ratios), clock, r, gap_draws))
+
+    def policy() -> Any:
+        return make_policy(cfg.policy, bmax=cfg.bmax, quantile=cfg.quantile)
+
+    def measured_slots(trace: list, gaps: Any = None) -> list:
+        """The trace simulated on slot times measured at load (and, with ``gaps``, the engine's gaps)."""
+        def executor(clock: Any, r: Any) -> Any:
+            measured = fm.MeasuredSlotExecutor(profile, clock, r, ratios)
+            return measured if gaps is None else engine_gaps.GappedExecutor(measured, clock, r, gaps)
+
+        return simulate([x.to_request(0.0) for x in trace], profile, policy(), seed=seed, admission=admission,
+                        executor_factory=executor)
+
+    sim = replay_simulated(rows, profile, policy(), seed=seed, admission=admission)
+    env_results = measured_slots(rows)
+    gapped = env_results if gap_draws is None else measured_slots(rows, gap_draws)
     waits = fm.frontend_waits([r.arrival_s for r in rows], service_ms, cores)
-    queued_rows = [dataclasses.replace(r, arrival_s=r.arrival_s + w / 1000.0) for r, w in zip(rows, waits)]
-    queued = simulate([r.to_request(0.0) for r in queued_rows], profile,
-                      make_policy(cfg.policy, bmax=cfg.bmax, quantile=cfg.quantile), seed=seed, admission=admission,
-                      executor_factory=lambda clock, r: fm.MeasuredSlotExecutor(profile, clock, r, ratios))
+    queued = measured_slots([dataclasses.replace(r, arrival_s=r.arrival_s + w / 1000.0) for r, w in zip(rows, waits)])
     extra = waits + rng.choice(idle_overhead, len(rows))
     local_rates = fm.local_rates_rps([r.arrival_s for r in rows])
     rate_extra = by_rate.draw(local_rates, rng) + rng.choice(pre_engine, len(rows))

@@ -68,7 +68,9 @@ class Target:
 
 
 def add_ingress_argument(p: Any) -> None:
-    p.add_argument("--ingress", choices=("proxy", "direct"), default="proxy",
+    from scheduler.serving.ingress import INGRESS_MODES
+
+    p.add_argument("--ingress", choices=INGRESS_MODES, default="proxy",
                    help="how requests reach the replicas: through Serve's HTTP proxy (default) or straight to each "
                         "replica's own HTTP port (Serve's direct ingress), for every configuration alike")
 
