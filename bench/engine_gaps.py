@@ -18,6 +18,8 @@ from typing import Any
 import numpy as np
 
 GAP_METRIC = "edgeserving_engine_gap_seconds"
+# The handler's time before the engine holds a request (body read, validation, hand-off), drawn the same way.
+HANDLING_METRIC = "edgeserving_request_handling_seconds"
 
 
 class GapDraws:
@@ -36,6 +38,9 @@ class GapDraws:
         k = rng.choice(len(self.p), p=self.p)
         return float(rng.uniform(self.lows_ms[k], self.highs_ms[k]))
 
+    def draws(self, n: int, rng: np.random.Generator) -> np.ndarray:
+        return np.asarray([self.draw(rng) for _ in range(n)], dtype=float)
+
     def mean_ms(self) -> float:
         return float(np.sum(self.p * (self.lows_ms + self.highs_ms) / 2.0))
 
@@ -43,14 +48,14 @@ class GapDraws:
         return f"{self.n} gaps, mean about {self.mean_ms():.2f} ms"
 
 
-def gap_draws(before: Mapping[str, float], after: Mapping[str, float]) -> GapDraws | None:
-    """The gaps the worker recorded between two scrapes (``bench.live_harness.scrape_metrics``), or None
-    when it recorded none."""
+def gap_draws(before: Mapping[str, float], after: Mapping[str, float], metric: str = GAP_METRIC) -> GapDraws | None:
+    """The observations of a worker histogram (default: the engine gaps) recorded between two scrapes
+    (``bench.live_harness.scrape_metrics``), or None when it recorded none."""
     def buckets(samples: Mapping[str, float]) -> dict[float, float]:
         out: dict[float, float] = {}
         for key, value in samples.items():
             name, _, labels = key.partition("{")
-            if name == f"{GAP_METRIC}_bucket":
+            if name == f"{metric}_bucket":
                 le = dict(kv.split("=", 1) for kv in labels.rstrip("}").split(",") if kv)["le"]
                 out[float(le)] = out.get(float(le), 0.0) + value  # summed over worker processes
         return out

@@ -12,7 +12,10 @@ For each policy (default: the reference and the best one), on one worker:
    slot_ms), against the local arrival rate (arrivals in the half second up to it);
 3. **live replay** of the trace (open loop, the worker judging MET/LATE), in ``--interleave`` windows
    (default 6) alternating with windows of the calibration at load, so that both meet the machine in
-   the same state (``bench.fidelity_runs``); the simulation below runs the trace whole;
+   the same state (``bench.fidelity_runs``); all of it ``--repeats`` times (default 3), pooled, because
+   the same trace's live P95 moved by 7-38% between replays minutes apart on the 2-core box (the spread
+   of the repeats is reported beside the comparison); straight to the worker replica's own port unless
+   ``--ingress proxy``; the simulation below runs as many copies of the whole trace, pooled alike;
 4. **simulations** of the same rows with the worker's profile, policy settings (Bmax, quantile)
    and admission (queue bound), seeded: once with the profile's slot times, once with slot times
    drawn from the ratios measured at load (``fidelity_metrics.MeasuredSlotExecutor``);
@@ -29,10 +32,11 @@ For each policy (default: the reference and the best one), on one worker:
    overhead is added; *client / measured slots + overhead by local rate*: the measured-slot simulation,
    each request given a time-outside-the-worker sample measured at its own local arrival rate
    (``fidelity_metrics.RateOverhead``), so the trace's bursts meet the HTTP path's delays at a
-   burst's rate; *client / measured slots + engine gaps + overhead by local rate*: the same, with the
+   burst's rate; *client / measured slots + engine gaps + handling at load + overhead by local rate*: the same, with the
    live engine's reaction time (``edgeserving_engine_gap_seconds``: the device idle while work waits,
-   read over the calibration at load) before every simulated slot (``bench.engine_gaps``), and of the
-   idle pre-slot time only the handler's part (the idle calibration's queue time minus its mean gap).
+   read over the calibration at load) before every simulated slot (``bench.engine_gaps``), and the
+   handler's own time before the engine holds a request, as the worker measured it over the calibration
+   at load (``edgeserving_request_handling_seconds``; it grows with the load on a busy machine).
    Then the live slot times against the profile per model and exit, and the policy's own predictions
    from the worker's metrics.
 
@@ -74,11 +78,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--interleave", type=int, default=6, help="cut the calibration at load and the trace into N "
                    "windows and replay them alternately, so both meet the machine in the same state (default 6; "
                    "1: the whole calibration, then the whole trace)")
+    p.add_argument("--repeats", type=int, default=3, help="replay the whole alternation R times and pool them, "
+                   "simulating R copies of the trace alike; the live repeats' spread is reported (default 3)")
     p.add_argument("--seed", type=int, default=0, help="seed of the simulation and the overhead draws")
-    p.add_argument("--quick", action="store_true", help="the first 20 s of the trace, 60 calibration requests")
+    p.add_argument("--quick", action="store_true", help="the first 20 s of the trace, 60 calibration requests, "
+                   "one repeat")
     from bench.live_harness import add_ingress_argument
 
-    add_ingress_argument(p)
+    # Direct by default: the proxy's hop is the HTTP path's largest and noisiest part on a small box, and a
+    # cause the deployment can remove (``serve --direct-ingress``); ``--ingress proxy`` measures it too.
+    add_ingress_argument(p, default="direct")
     p.add_argument("--out", default="out/bench-fidelity", help="output folder (default out/bench-fidelity)")
     p.add_argument("--json", action="store_true", help="print the comparison as JSON")
 
@@ -100,6 +109,9 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--calibrate must be >= 10 requests, got {calibrate}")
     if args.interleave < 1:
         raise ValueError(f"--interleave must be >= 1 window, got {args.interleave}")
+    repeats = 1 if args.quick else args.repeats
+    if repeats < 1:
+        raise ValueError(f"--repeats must be >= 1, got {repeats}")
     rows = bound_rows(load_rows(args.trace), max_seconds=seconds)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -110,8 +122,9 @@ def run(args: argparse.Namespace) -> int:
         extra = {"profile": str(Path(profile_path).resolve())} if profile_path else {}
         targets = [h.deploy_edgeserving(name, name, **extra) for name in policies]
         for target in targets:
-            results.append(_one_policy(h, target, rows, calibrate, calibrate_s, args.seed, args.interleave))
-    report = _report(results, out, len(rows), time.perf_counter() - t0, profile_path, args.ingress)
+            results.append(_one_policy(h, target, rows, calibrate, calibrate_s, args.seed, args.interleave,
+                                       repeats))
+    report = _report(results, out, len(rows), repeats, time.perf_counter() - t0, profile_path, args.ingress)
     if args.json:
         print(json.dumps(report, indent=2))
     return 0
@@ -180,8 +193,8 @@ def load_calibration_rows(rows: list, seconds: float, seed: int) -> list:
     return out
 
 
-def _one_policy(h: Any, target: Any, rows: list, calibrate: int, calibrate_s: float, seed: int,
-                interleave: int) -> dict[str, Any]:
+def _one_policy(h: Any, target: Any, trace: list, calibrate: int, calibrate_s: float, seed: int,
+                interleave: int, repeats: int) -> dict[str, Any]:
     import dataclasses
 
     import httpx
@@ -213,12 +226,13 @@ def _one_policy(h: Any, target: Any, rows: list, calibrate: int, calibrate_s: fl
     # The handler's part alone (body read, validation, hand-off): the engine gap, which the gapped view
     # draws at load, is the rest of an idle request's queue time.
     handling = np.maximum(pre_engine - (idle_gaps.mean_ms() if idle_gaps else 0.0), 0.0)
-    load_rows = load_calibration_rows(rows, calibrate_s, seed)
+    load_rows = load_calibration_rows(trace, calibrate_s, seed)
     idle_cpu_per_s, busy_cores = _idle_cpu_rate(cpu_snapshot)
     status(f"{name}: the serving environment at load ({len(load_rows)} Poisson requests over {calibrate_s:g} s at "
            f"{', '.join(f'{x:g}' for x in CALIBRATION_RATES)} x the trace's mean rate) and the trace "
-           f"({len(rows)} requests), in {interleave} alternating window(s)")
-    m = fidelity_runs.measure(h, target, load_rows, rows, interleave)
+           f"({len(trace)} requests), in {interleave} alternating window(s), {repeats} time(s)")
+    m = fidelity_runs.measure(h, target, load_rows, trace, interleave, repeats)
+    rows = fidelity_runs.repeated(trace, repeats)  # simulated as replayed: every repeat, pooled
     live = m.live
     gap_draws = engine_gaps.gap_draws({}, m.cal_metrics)
     # Marginal CPU of the requests: what the run used beyond its idle background (controller, GCS, polls).
@@ -242,13 +256,13 @@ def _one_policy(h: Any, target: Any, rows: list, calibrate: int, calibrate_s: fl
     def policy() -> Any:
         return make_policy(cfg.policy, bmax=cfg.bmax, quantile=cfg.quantile)
 
-    def measured_slots(trace: list, gaps: Any = None) -> list:
+    def measured_slots(arrivals: list, gaps: Any = None) -> list:
         """The trace simulated on slot times measured at load (and, with ``gaps``, the engine's gaps)."""
         def executor(clock: Any, r: Any) -> Any:
             measured = fm.MeasuredSlotExecutor(profile, clock, r, ratios)
             return measured if gaps is None else engine_gaps.GappedExecutor(measured, clock, r, gaps)
 
-        return simulate([x.to_request(0.0) for x in trace], profile, policy(), seed=seed, admission=admission,
+        return simulate([x.to_request(0.0) for x in arrivals], profile, policy(), seed=seed, admission=admission,
                         executor_factory=executor)
 
     sim = replay_simulated(rows, profile, policy(), seed=seed, admission=admission)
@@ -259,7 +273,11 @@ def _one_policy(h: Any, target: Any, rows: list, calibrate: int, calibrate_s: fl
     extra = waits + rng.choice(idle_overhead, len(rows))
     local_rates = fm.local_rates_rps([r.arrival_s for r in rows])
     rate_extra = by_rate.draw(local_rates, rng) + rng.choice(pre_engine, len(rows))
-    gapped_extra = by_rate.draw(local_rates, rng) + rng.choice(handling, len(rows))
+    # The handler's own time at load, measured by the worker (edgeserving_request_handling_seconds); the idle
+    # estimate (pre-slot time minus the mean gap) for a worker that does not report it.
+    handling_draws = engine_gaps.gap_draws({}, m.cal_metrics, engine_gaps.HANDLING_METRIC)
+    handling_ms = handling_draws.draws(len(rows), rng) if handling_draws else rng.choice(handling, len(rows))
+    gapped_extra = by_rate.draw(local_rates, rng) + handling_ms
     live_server = summarize(fm.server_view(live.results), profile, name)
     live_client = summarize(fm.client_view(live.results), profile, name)
     gaps = [fm.Gap("server: profile", live_server, summarize(sim.results, profile, name)),
@@ -271,12 +289,17 @@ def _one_policy(h: Any, target: Any, rows: list, calibrate: int, calibrate_s: fl
                    summarize(fm.shifted(queued, extra), profile, name)),
             fm.Gap("client: measured slots + overhead by local rate", live_client,
                    summarize(fm.shifted(env_results, rate_extra), profile, name)),
-            fm.Gap("client: measured slots + engine gaps + overhead by local rate", live_client,
+            fm.Gap("client: measured slots + engine gaps + handling at load + overhead by local rate", live_client,
                    summarize(fm.shifted(gapped, gapped_extra if gap_draws else rate_extra), profile, name))]
     return {"policy": name, "gaps": gaps, "live": live, "sim": sim, "profile": profile, "overhead": idle_overhead,
             "load_overhead": load_overhead, "ratios": ratios, "calibration": cal, "prediction": prediction,
             "at_load": m.calibration,
+            "live_repeats": [summarize(fm.client_view(rep.results), profile, name) for rep in m.live_repeats],
             "by_rate": by_rate, "gap_draws": gap_draws, "live_gap_draws": live_gap_draws,
+            "handling_ms": {"idle_estimate": float(handling.mean()),
+                            "calibration": handling_draws.mean_ms() if handling_draws else None,
+                            "live": h_live.mean_ms() if (h_live := engine_gaps.gap_draws(
+                                {}, m.live_metrics, engine_gaps.HANDLING_METRIC)) else None},
             "live_slots": fm.slots(live.results), "sim_slots": fm.slots(sim.results),
             "env_slots": fm.slots(env_results), "service_ms": service_ms, "cores": cores, "busy_cores": busy_cores,
             "frontend_wait_ms": {"p50": float(np.percentile(waits, 50)), "p95": float(np.percentile(waits, 95))}}
@@ -318,7 +341,7 @@ def prediction_error(before: dict[str, float], after: dict[str, float]) -> dict[
             "mean_error_ms": error_ms}
 
 
-def _report(results: list[dict], out: Path, n_rows: int, wall_s: float, profile_path: str | None,
+def _report(results: list[dict], out: Path, n_rows: int, repeats: int, wall_s: float, profile_path: str | None,
             ingress: str) -> dict[str, Any]:
     import numpy as np
 
@@ -328,13 +351,13 @@ def _report(results: list[dict], out: Path, n_rows: int, wall_s: float, profile_
     from scheduler.console import print_table, say
     from scheduler.results import write_results
 
-    report: dict[str, Any] = {"requests": n_rows, "wall_s": wall_s, "load_average": _loadavg(), "ingress": ingress,
-                              "profile": profile_path or "the config's", "policies": []}
+    report: dict[str, Any] = {"requests": n_rows, "repeats": repeats, "wall_s": wall_s, "load_average": _loadavg(),
+                              "ingress": ingress, "profile": profile_path or "the config's", "policies": []}
     md = []
     for r in results:
         name, gaps = r["policy"], r["gaps"]
         rows = [g.row() for g in gaps]
-        title = f"fidelity: {name}, {n_rows} requests, live vs simulated"
+        title = f"fidelity: {name}, {n_rows} requests x {repeats} repeat(s), live vs simulated (pooled)"
         print_table(title, fm.GAP_HEADER, rows)
         header, live_rows, live_overall = fm.slot_rows(r["live_slots"], r["profile"])
         print_table(f"{name}: live slot times against the profile (ratio = measured / profile mean)", header,
@@ -360,8 +383,13 @@ def _report(results: list[dict], out: Path, n_rows: int, wall_s: float, profile_
         say(f"{name}: engine gaps, the device idle while work waited (edgeserving_engine_gap_seconds): calibration at "
             f"load {r['gap_draws'].describe() if r['gap_draws'] else 'none'}; live replay "
             f"{r['live_gap_draws'].describe() if r['live_gap_draws'] else 'none'}")
-        say(f"{name}: target (client view, measured slots + engine gaps + overhead by local rate: P95 within 10%, "
-            f"violations within 2 points): {'MET' if client.met else 'NOT MET'}")
+        hd = r["handling_ms"]
+        say(f"{name}: the handler's time before the engine (edgeserving_request_handling_seconds), mean: idle "
+            f"estimate {hd['idle_estimate']:.2f} ms, calibration at load {_ms(hd['calibration'])}, "
+            f"live replay {_ms(hd['live'])}")
+        say(f"{name}: live repeats (client view), {_spread(r['live_repeats'])}")
+        say(f"{name}: target (client view, slots, engine gaps, handling and overhead as measured at load: "
+            f"P95 within 10%, violations within 2 points): {'MET' if client.met else 'NOT MET'}")
         md += [f"### {name}", "", _md(fm.GAP_HEADER, rows), "", _md(header, live_rows), ""]
         report["policies"].append({
             "policy": name, "views": [g.to_dict() for g in gaps], "target_met": client.met,
@@ -376,6 +404,8 @@ def _report(results: list[dict], out: Path, n_rows: int, wall_s: float, profile_
             "policy_prediction": r["prediction"],
             "engine_gap_mean_ms": {"calibration": r["gap_draws"].mean_ms() if r["gap_draws"] else None,
                                    "live": r["live_gap_draws"].mean_ms() if r["live_gap_draws"] else None},
+            "handling_mean_ms": r["handling_ms"],
+            "live_repeats": [{k: s[k] for k in ("violation_ratio", "p50_ms", "p95_ms")} for s in r["live_repeats"]],
             "frontend": {"service_ms": r["service_ms"], "cores": r["cores"], "busy_cores_idle": r["busy_cores"],
                          "wait_ms": r["frontend_wait_ms"]},
             "replay": r["live"].to_json()["replay"]})
@@ -387,6 +417,18 @@ def _report(results: list[dict], out: Path, n_rows: int, wall_s: float, profile_
     say(f"wrote {out / 'fidelity.md'}, {out / 'fidelity.json'} and the per-request results (live-, sim- and "
         f"calibration-<policy>.csv; arrivals re-based per window) ({wall_s:.0f} s in all)")
     return report
+
+
+def _spread(summaries: list[dict[str, Any]]) -> str:
+    """Each live repeat's P95 and violations, and how far apart the P95s are (the live side's own noise)."""
+    p95 = [s["p95_ms"] for s in summaries if s["p95_ms"]]
+    each = ", ".join(f"{_ms(s['p95_ms'])} ({100 * s['violation_ratio']:.2f}%)" for s in summaries)
+    ratio = f"{max(p95) / min(p95):.2f}" if p95 else "n/a"
+    return f"P95 (violations) per repeat: {each}; largest / smallest P95 {ratio}"
+
+
+def _ms(value: float | None) -> str:
+    return "none" if value is None else f"{value:.2f} ms"
 
 
 def _md(header: list[str], rows: list[list[str]]) -> str:

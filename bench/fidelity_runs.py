@@ -6,6 +6,11 @@ does, and on the 2-core box the slot times at load moved by tens of percent betw
 (BENCHMARKS.md, fidelity). So both are cut into the same number of windows and replayed alternately:
 calibration window k, then trace window k, each an open-loop replay of its own. The calibration stays
 separate traffic (its own seed and rates), measured at the times of the replay it is used to predict.
+
+With ``repeats`` the whole alternation runs that many times: the same trace replayed minutes apart on
+this box gave P95s 7-14% apart (direct ingress) and up to 38% apart (through the proxy; BENCHMARKS.md),
+as much as the target's tolerance, so one replay is a noisy reference. The repeats are pooled and their
+spread reported; the simulator runs the same number of copies (``repeated``).
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ class Measured:
     cal_wall_s: float = 0.0
     rates_rps: list[float] = field(default_factory=list)  # per calibration request with an outside time:
     outside_ms: list[float] = field(default_factory=list)  # its local arrival rate and its time outside
+    live_repeats: list = field(default_factory=list)  # the trace's ReplayReport of each repeat, windows pooled
 
 
 def windows(rows: list, n: int) -> list[list]:
@@ -42,24 +48,44 @@ def windows(rows: list, n: int) -> list[list]:
     return out
 
 
-def measure(h: Any, target: Any, calibration_rows: list, rows: list, n_windows: int) -> Measured:
-    """Replay calibration window k then trace window k, for every k; worker metrics and CPU per side."""
+def repeated(rows: list, n: int, gap_s: float = 10.0) -> list:
+    """``n`` copies of ``rows`` one after another, ids prefixed with the copy (``k:``), each copy starting
+    ``gap_s`` after the last arrival of the one before: ``n`` replays in one simulation, pooled, each
+    meeting an engine that has long drained (no slot runs for seconds)."""
+    if n < 1:
+        raise ValueError(f"need at least one copy, got {n}")
+    if n == 1 or not rows:
+        return list(rows)
+    span_s = rows[-1].arrival_s + gap_s
+    return [dataclasses.replace(r, arrival_s=r.arrival_s + k * span_s, request_id=f"{k}:{r.request_id}")
+            for k in range(n) for r in rows]
+
+
+def measure(h: Any, target: Any, calibration_rows: list, rows: list, n_windows: int, repeats: int = 1) -> Measured:
+    """Replay calibration window k then trace window k, for every k, ``repeats`` times; worker metrics and CPU
+    per side. The live results pool every window of every repeat (``bench.live.pooled``)."""
     from bench import fidelity_metrics as fm
     from bench.live import pooled
     from bench.live_harness import cpu_snapshot
 
+    if repeats < 1:
+        raise ValueError(f"need at least one repeat, got {repeats}")
     cal_parts, live_parts = windows(calibration_rows, n_windows), windows(rows, n_windows)
+    n = len(cal_parts)
     m = Measured(calibration=[], live=None)
     reports = []
-    for k, (cal, part) in enumerate(zip(cal_parts, live_parts, strict=True)):
-        what = f"{k + 1}/{len(cal_parts)}"
+    for k, (cal, part) in enumerate(zip(cal_parts * repeats, live_parts * repeats, strict=True)):
+        rep = k // n
+        what = f"{k % n + 1}/{n}" + (f", repeat {rep + 1}/{repeats}" if repeats > 1 else "")
         before, cpu0, t0 = h.scrape(target), cpu_snapshot(), time.perf_counter()
         at_load = h.replay(target, cal, judge="server", description=f"calibration at load {what}: {target.label}")
         m.cal_wall_s += time.perf_counter() - t0
         m.cal_cpu_s += sum(cpu_snapshot().values()) - sum(cpu0.values())
         after = h.scrape(target)
         _accumulate(m.cal_metrics, before, after)
-        m.calibration += at_load.results
+        m.calibration += at_load.results if rep == 0 else [  # ids unique over the repeats, as ``repeated`` does
+            dataclasses.replace(r, request=dataclasses.replace(r.request, id=f"{rep}:{r.request.id}"))
+            for r in at_load.results]
         rates, outside = fm.rate_samples(at_load.results)
         m.rates_rps += rates
         m.outside_ms += outside
@@ -67,6 +93,7 @@ def measure(h: Any, target: Any, calibration_rows: list, rows: list, n_windows: 
         _accumulate(m.live_metrics, after, h.scrape(target))
         reports.append(live)
     m.live = pooled(reports, target.label)
+    m.live_repeats = [pooled(reports[i:i + n], target.label) for i in range(0, len(reports), n)]
     return m
 
 

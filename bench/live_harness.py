@@ -67,12 +67,12 @@ class Target:
         return f"{self.url}/metrics" if self.kind == "edgeserving" else None
 
 
-def add_ingress_argument(p: Any) -> None:
+def add_ingress_argument(p: Any, default: str = "proxy") -> None:
     from scheduler.serving.ingress import INGRESS_MODES
 
-    p.add_argument("--ingress", choices=INGRESS_MODES, default="proxy",
-                   help="how requests reach the replicas: through Serve's HTTP proxy (default) or straight to each "
-                        "replica's own HTTP port (Serve's direct ingress), for every configuration alike")
+    p.add_argument("--ingress", choices=INGRESS_MODES, default=default,
+                   help=f"how requests reach the replicas: through Serve's HTTP proxy or straight to each replica's "
+                        f"own HTTP port (Serve's direct ingress), for every configuration alike (default {default})")
 
 
 def free_port() -> int:

@@ -221,6 +221,19 @@ def test_calibration_and_trace_are_cut_into_the_same_number_of_rebased_windows()
         windows(rows, 0)
 
 
+def test_repeated_rows_are_independent_copies_one_after_another():
+    from bench.fidelity_runs import repeated
+    from workloads.trace import TraceRow
+
+    rows = [TraceRow(t, "a", 40.0, str(i)) for i, t in enumerate([0.0, 1.5, 3.0])]
+    copies = repeated(rows, 3, gap_s=10.0)
+    assert [r.request_id for r in copies] == [f"{k}:{i}" for k in range(3) for i in range(3)]
+    assert [r.arrival_s for r in copies] == pytest.approx([0.0, 1.5, 3.0, 13.0, 14.5, 16.0, 26.0, 27.5, 29.0])
+    assert repeated(rows, 1) == rows
+    with pytest.raises(ValueError, match="at least one copy"):
+        repeated(rows, 0)
+
+
 def test_engine_gaps_come_from_the_histogram_buckets_between_two_scrapes():
     from bench.engine_gaps import GAP_METRIC, GappedExecutor, gap_draws
     from scheduler.clock import VirtualClock
@@ -397,10 +410,13 @@ def test_fidelity_replays_calibration_and_trace_in_alternating_windows_and_count
     rows = generate_rows(20.0, 2.0, seed=4)  # ~40 requests
     cal = load_calibration_rows(rows, 2.0, seed=1)
     edge = harness.deploy_edgeserving("edgeserving", "edgeserving")
-    m = measure(harness, edge, cal, rows, 2)
-    assert len(m.calibration) == len(cal) and len(m.live.results) == len(rows)
-    assert metric_total(m.cal_metrics, "edgeserving_requests_received_total") == len(cal)
-    assert metric_total(m.live_metrics, "edgeserving_requests_received_total") == len(rows)
+    m = measure(harness, edge, cal, rows, 2, repeats=2)
+    assert len(m.calibration) == 2 * len(cal) and len(m.live.results) == 2 * len(rows)
+    assert len({r.request.id for r in m.calibration}) == 2 * len(cal)  # ids unique over the repeats
+    assert [len(rep.results) for rep in m.live_repeats] == [len(rows), len(rows)]
+    assert metric_total(m.cal_metrics, "edgeserving_requests_received_total") == 2 * len(cal)
+    assert metric_total(m.live_metrics, "edgeserving_requests_received_total") == 2 * len(rows)
+    assert metric_total(m.cal_metrics, "edgeserving_request_handling_seconds_count") == 2 * len(cal)
     assert len(m.rates_rps) == len(m.outside_ms) > 0 and m.cal_cpu_s > 0 and m.cal_wall_s > 0
 
 

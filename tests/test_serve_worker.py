@@ -93,6 +93,20 @@ def test_a_batch_call_is_one_request_per_sample(make_core):
     assert_accounted(core, 5)
 
 
+def test_handling_time_is_measured_once_per_call_from_the_stamped_arrival(make_core):
+    core = make_core()
+
+    async def go():  # the handler stamped the arrival 5 ms before the call reached the worker
+        return await core.infer(call("fast", 1000.0, n=3), core.clock.now() - 0.005)
+
+    assert [r.outcome for r in asyncio.run(go())] == [Outcome.MET] * 3
+    m = counts(core)
+    assert metric_sum(m, "edgeserving_request_handling_seconds_count") == 1  # one call of three samples
+    assert 0.005 <= metric_sum(m, "edgeserving_request_handling_seconds_sum") < 1.0
+    assert metric_sum(m, "edgeserving_request_handling_seconds_bucket", le="0.002") == 0
+    assert metric_sum(m, "edgeserving_request_handling_seconds_bucket", le="+Inf") == 1
+
+
 def test_full_queue_refuses_with_retry_after_and_never_queues(make_core):
     core = make_core(queue_bound=2)
     results = run(core, *(call("slow", 5000.0) for _ in range(8)))

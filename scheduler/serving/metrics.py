@@ -114,6 +114,11 @@ class ServingMetrics:
         self.engine_gap = Histogram("edgeserving_engine_gap_seconds",
                                     "Device idle while requests waited, before each slot (engine reaction time)",
                                     buckets=GAP_BUCKETS_S, **kw)
+        # The handler's own share of a request's queue time (body read, validation, hand-off): on a busy
+        # machine it grows with the load, apart from the engine's queue, and the simulator must add it.
+        self.handling = Histogram("edgeserving_request_handling_seconds",
+                                  "From the handler receiving a call to the engine holding its requests",
+                                  buckets=GAP_BUCKETS_S, **kw)
         self.workers.set(1)
         self.inflight.set(0)
         reap_dead_workers(directory)  # a replica restarted after a crash accounts for its predecessor at once
@@ -159,6 +164,9 @@ class ServingMetrics:
     def record_gap(self, gap_ms: float | None) -> None:
         if gap_ms is not None:
             self.engine_gap.observe(gap_ms / 1000.0)
+
+    def record_handling(self, handling_s: float) -> None:
+        self.handling.observe(max(handling_s, 0.0))
 
     def set_queue_depths(self, depths: Mapping[str, int]) -> None:
         for model, depth in depths.items():

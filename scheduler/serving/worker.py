@@ -97,6 +97,7 @@ class WorkerCore:
             else:
                 self.engine.submit(req)  # a refusal closes it at once, through the ledger
             pending.append((req, future))
+        self.metrics.record_handling(self.clock.now() - arrival_s)
         self._refresh_gauges()
         return [await self._answer(req, future) for req, future in pending]
 
