@@ -32,18 +32,22 @@ For each policy (default: the reference and the best one), on one worker:
    overhead is added; *client / measured slots + overhead by local rate*: the measured-slot simulation,
    each request given a time-outside-the-worker sample measured at its own local arrival rate
    (``fidelity_metrics.RateOverhead``), so the trace's bursts meet the HTTP path's delays at a
-   burst's rate; *client / measured slots + engine gaps + handling at load + overhead by local rate*: the same, with the
-   live engine's reaction time (``edgeserving_engine_gap_seconds``: the device idle while work waits,
+   burst's rate; *client / measured slots + engine gaps + handling at load + overhead by local rate*: the
+   same, with the live engine's reaction time (``edgeserving_engine_gap_seconds``: the device idle while work waits,
    read over the calibration at load) before every simulated slot (``bench.engine_gaps``), and the
    handler's own time before the engine holds a request, as the worker measured it over the calibration
-   at load (``edgeserving_request_handling_seconds``; it grows with the load on a busy machine).
-   Then the live slot times against the profile per model and exit, and the policy's own predictions
-   from the worker's metrics.
+   at load (``edgeserving_request_handling_seconds``; it grows with the load on a busy machine);
+   *client / the same, overhead coupled to the worker's time*: each request's time outside the worker
+   drawn at the quantile its own simulated time in the worker suggests, through the rank correlation of
+   the two measured at load (``RateOverhead.draw_coupled``: one CPU contention slows both). Then the
+   live slot times against the profile per model and exit, and the policy's own predictions from the
+   worker's metrics.
 
 Every added parameter is measured on separate traffic before the replay, never fitted to it. The
 target (simulated P95 within 10% of the live one, violation ratio within 2 points) is judged on
-the last comparison, the fullest model of what a client sees (the engine gaps joined it on 2026-12-01,
-after a run showed the worker's queueing under bursts as the gap left; every view is still reported).
+the last comparison, the fullest model of what a client sees (the engine gaps, the handler's time at load
+and the coupling joined it on 2026-12-01, each after runs showed what was left; every view is still
+reported).
 ``--reprofile`` measures the profile
 first, on this machine as it is now (``edgeserving profile``), and serves and simulates with it.
 """
@@ -240,14 +244,14 @@ def _one_policy(h: Any, target: Any, trace: list, calibrate: int, calibrate_s: f
     load_slots = fm.slots(m.calibration)
     ratios = fm.slot_ratios(load_slots, profile)
     # CPU each request costs outside its model's compute: the service time of the front-end queue.
-    service_ms = max(1000.0 * cpu_s - sum(s[3] for s in load_slots), 0.0) / len(load_rows)
+    service_ms = max(1000.0 * cpu_s - sum(s[3] for s in load_slots), 0.0) / (len(load_rows) * repeats)
     # Not stretched by what other tenants keep busy: the kernel shares the cores fairly between runnable
     # threads, so their load shows as slower slots and overhead (measured above), not as lost servers.
     cores = os.cpu_count() or 1
     rng = np.random.default_rng(seed)
     outside = fm.outside_worker_ms(m.calibration)
     load_overhead = rng.choice(outside, 4000) + rng.choice(pre_engine, 4000)
-    by_rate = fm.RateOverhead(m.rates_rps, m.outside_ms)
+    by_rate = fm.RateOverhead(m.rates_rps, m.outside_ms, worker_ms=m.worker_ms)
     prediction = prediction_error({}, m.live_metrics)
     live_gap_draws = engine_gaps.gap_draws({}, m.live_metrics)
     status(f"{name}: simulating the same trace (profile slot times; measured slot times)")
@@ -278,6 +282,10 @@ def _one_policy(h: Any, target: Any, trace: list, calibrate: int, calibrate_s: f
     handling_draws = engine_gaps.gap_draws({}, m.cal_metrics, engine_gaps.HANDLING_METRIC)
     handling_ms = handling_draws.draws(len(rows), rng) if handling_draws else rng.choice(handling, len(rows))
     gapped_extra = by_rate.draw(local_rates, rng) + handling_ms
+    # The same, with each request's time outside the worker coupled to its own time in it (queue, gaps, slot
+    # and the handler's part), as the calibration at load measured the two together.
+    gapped_worker = np.asarray([r.latency_ms if r.latency_ms is not None else np.nan for r in gapped]) + handling_ms
+    coupled_extra = by_rate.draw_coupled(local_rates, gapped_worker, rng) + handling_ms
     live_server = summarize(fm.server_view(live.results), profile, name)
     live_client = summarize(fm.client_view(live.results), profile, name)
     gaps = [fm.Gap("server: profile", live_server, summarize(sim.results, profile, name)),
@@ -290,7 +298,9 @@ def _one_policy(h: Any, target: Any, trace: list, calibrate: int, calibrate_s: f
             fm.Gap("client: measured slots + overhead by local rate", live_client,
                    summarize(fm.shifted(env_results, rate_extra), profile, name)),
             fm.Gap("client: measured slots + engine gaps + handling at load + overhead by local rate", live_client,
-                   summarize(fm.shifted(gapped, gapped_extra if gap_draws else rate_extra), profile, name))]
+                   summarize(fm.shifted(gapped, gapped_extra), profile, name)),
+            fm.Gap("client: the same, overhead coupled to the worker's time", live_client,
+                   summarize(fm.shifted(gapped, coupled_extra), profile, name))]
     return {"policy": name, "gaps": gaps, "live": live, "sim": sim, "profile": profile, "overhead": idle_overhead,
             "load_overhead": load_overhead, "ratios": ratios, "calibration": cal, "prediction": prediction,
             "at_load": m.calibration,
@@ -388,7 +398,7 @@ def _report(results: list[dict], out: Path, n_rows: int, repeats: int, wall_s: f
             f"estimate {hd['idle_estimate']:.2f} ms, calibration at load {_ms(hd['calibration'])}, "
             f"live replay {_ms(hd['live'])}")
         say(f"{name}: live repeats (client view), {_spread(r['live_repeats'])}")
-        say(f"{name}: target (client view, slots, engine gaps, handling and overhead as measured at load: "
+        say(f"{name}: target (client view, slots, engine gaps, handling and coupled overhead as measured at load: "
             f"P95 within 10%, violations within 2 points): {'MET' if client.met else 'NOT MET'}")
         md += [f"### {name}", "", _md(fm.GAP_HEADER, rows), "", _md(header, live_rows), ""]
         report["policies"].append({

@@ -18,8 +18,10 @@ Two views of a live run, so a gap can be traced to its source:
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
+from statistics import NormalDist
 from typing import Any
 
 import numpy as np
@@ -273,9 +275,18 @@ class RateOverhead:
     Calibration samples are binned by their local rate (``bins`` quantile bins); a request is given a
     sample of the bin its own local rate falls in (the outermost bins beyond the calibrated range), so a
     burst in the replayed trace meets the HTTP-path delays measured at a burst's rate, where samples
-    pooled over all rates would spread them over every request."""
+    pooled over all rates would spread them over every request.
 
-    def __init__(self, rates_rps: Sequence[float], samples_ms: Sequence[float], bins: int = 6) -> None:
+    With each sample's time in the worker (``worker_ms``: queue + slot) it can also draw **coupled**
+    (``draw_coupled``): on two shared cores one CPU contention slows the HTTP path and the worker together,
+    so a request that waited long in the worker tends to wait long outside it too (rank correlation 0.4-0.6
+    within a rate bin at load on this box). Independent draws lose that and with it 7-10% of the client's
+    P95 (the live replay's own components, recombined independently). Per bin, the calibration's rank
+    correlation sets a Gaussian copula between a simulated request's worker time (its rank among the
+    simulated requests of the bin) and the quantile of the bin's outside samples it gets."""
+
+    def __init__(self, rates_rps: Sequence[float], samples_ms: Sequence[float], bins: int = 6,
+                 worker_ms: Sequence[float] | None = None) -> None:
         rates, samples = np.asarray(rates_rps, dtype=float), np.asarray(samples_ms, dtype=float)
         if rates.size != samples.size or samples.size == 0:
             raise ValueError("need one local rate per overhead sample, and at least one sample")
@@ -284,26 +295,78 @@ class RateOverhead:
         which = np.searchsorted(self.inner_edges, rates, side="right")
         self.bins = [samples[which == k] for k in range(self.inner_edges.size + 1)]
         self.bin_rates = [float(np.median(rates[which == k])) for k in range(len(self.bins))]
+        self.correlations: list[float] | None = None  # per bin, on the normal scale (the copula's parameter)
+        if worker_ms is not None:
+            worker = np.asarray(worker_ms, dtype=float)
+            if worker.size != samples.size:
+                raise ValueError("need one worker time per overhead sample")
+            self.correlations = [_normal_correlation(worker[which == k], b) for k, b in enumerate(self.bins)]
+
+    def _which(self, rates_rps: Sequence[float]) -> np.ndarray:
+        return np.searchsorted(self.inner_edges, np.asarray(rates_rps, dtype=float), side="right")
 
     def draw(self, rates_rps: Sequence[float], rng: np.random.Generator) -> np.ndarray:
-        which = np.searchsorted(self.inner_edges, np.asarray(rates_rps, dtype=float), side="right")
-        return np.asarray([rng.choice(self.bins[k]) for k in which], dtype=float)
+        return np.asarray([rng.choice(self.bins[k]) for k in self._which(rates_rps)], dtype=float)
+
+    def draw_coupled(self, rates_rps: Sequence[float], worker_ms: Sequence[float],
+                     rng: np.random.Generator) -> np.ndarray:
+        """One sample per request, of its rate's bin, at a quantile tied to its worker time's rank among the
+        requests of that bin by the bin's measured correlation (no worker time, NaN: ranked last)."""
+        if self.correlations is None:
+            raise ValueError("coupled draws need the calibration's worker times (worker_ms)")
+        which, worker = self._which(rates_rps), np.asarray(worker_ms, dtype=float)
+        if worker.size != which.size:
+            raise ValueError("need one worker time per request")
+        out = np.empty(worker.size)
+        for k in np.unique(which):
+            idx = np.flatnonzero(which == k)
+            rho = self.correlations[k]
+            z = rho * _normal_scores(worker[idx]) + math.sqrt(1.0 - rho * rho) * rng.standard_normal(idx.size)
+            ordered = np.sort(self.bins[k])
+            quantile = np.asarray([_NORMAL.cdf(float(v)) for v in z])
+            out[idx] = ordered[np.minimum((quantile * ordered.size).astype(int), ordered.size - 1)]
+        return out
 
     def describe(self) -> str:
+        corr = self.correlations or [None] * len(self.bins)
         return ", ".join(f"{rate:.0f} req/s: p50 {np.percentile(s, 50):.1f} / p95 {np.percentile(s, 95):.1f} ms"
-                         for rate, s in zip(self.bin_rates, self.bins))
+                         + (f" (worker-time correlation {c:.2f})" if c is not None else "")
+                         for rate, s, c in zip(self.bin_rates, self.bins, corr))
+
+
+_NORMAL = NormalDist()
+
+
+def _normal_scores(x: np.ndarray) -> np.ndarray:
+    """Each value's rank, as a standard normal quantile ((rank + 0.5) / n; ties in order, NaN last)."""
+    ranks = np.empty(x.size)
+    ranks[np.argsort(x, kind="stable")] = np.arange(x.size)
+    return np.asarray([_NORMAL.inv_cdf((r + 0.5) / x.size) for r in ranks])
+
+
+def _normal_correlation(a: np.ndarray, b: np.ndarray) -> float:
+    """Spearman's rank correlation of ``a`` and ``b``, as the correlation of a Gaussian copula
+    (2 sin(pi rho_s / 6)); 0 for fewer than 3 pairs or a constant side, kept inside (-0.99, 0.99)."""
+    if a.size < 3 or np.ptp(a) == 0 or np.ptp(b) == 0:
+        return 0.0
+    rank_a, rank_b = np.argsort(np.argsort(a, kind="stable")), np.argsort(np.argsort(b, kind="stable"))
+    rho_s = float(np.corrcoef(rank_a, rank_b)[0, 1])
+    return float(np.clip(2.0 * math.sin(math.pi * rho_s / 6.0), -0.99, 0.99))
 
 
 def rate_samples(results: Sequence[RequestResult], window_s: float = LOCAL_WINDOW_S
-                 ) -> tuple[list[float], list[float]]:
-    """Of one replay: each completed request's local arrival rate at its arrival and its time outside the
-    worker (as in ``outside_worker_ms``)."""
+                 ) -> tuple[list[float], list[float], list[float]]:
+    """Of one replay: each completed request's local arrival rate at its arrival, its time outside the
+    worker (as in ``outside_worker_ms``) and its time in the worker (queue + slot)."""
     ordered = sorted(results, key=lambda r: r.request.arrival_s)
     rates = local_rates_rps([r.request.arrival_s for r in ordered], window_s)
-    keep = [(float(rate), x) for rate, r in zip(rates, ordered) if (x := _outside_ms(r)) is not None]
-    return [k[0] for k in keep], [k[1] for k in keep]
+    keep = [(float(rate), x, r.queue_ms + r.slot_ms) for rate, r in zip(rates, ordered)
+            if (x := _outside_ms(r)) is not None and r.queue_ms is not None and r.slot_ms is not None]
+    return [k[0] for k in keep], [k[1] for k in keep], [k[2] for k in keep]
 
 
 def outside_by_rate(results: Sequence[RequestResult], window_s: float = LOCAL_WINDOW_S) -> RateOverhead:
-    """``RateOverhead`` of a calibration replay: time outside the worker against the local arrival rate."""
-    return RateOverhead(*rate_samples(results, window_s))
+    """``RateOverhead`` of a calibration replay: time outside the worker against the local arrival rate, with
+    each sample's time in the worker (for coupled draws)."""
+    rates, outside, worker = rate_samples(results, window_s)
+    return RateOverhead(rates, outside, worker_ms=worker)

@@ -30,7 +30,8 @@ class Measured:
     cal_cpu_s: float = 0.0  # CPU seconds of this run's processes during the calibration windows
     cal_wall_s: float = 0.0
     rates_rps: list[float] = field(default_factory=list)  # per calibration request with an outside time:
-    outside_ms: list[float] = field(default_factory=list)  # its local arrival rate and its time outside
+    outside_ms: list[float] = field(default_factory=list)  # its local arrival rate, its time outside
+    worker_ms: list[float] = field(default_factory=list)  # and its time in the worker (queue + slot)
     live_repeats: list = field(default_factory=list)  # the trace's ReplayReport of each repeat, windows pooled
 
 
@@ -86,9 +87,10 @@ def measure(h: Any, target: Any, calibration_rows: list, rows: list, n_windows: 
         m.calibration += at_load.results if rep == 0 else [  # ids unique over the repeats, as ``repeated`` does
             dataclasses.replace(r, request=dataclasses.replace(r.request, id=f"{rep}:{r.request.id}"))
             for r in at_load.results]
-        rates, outside = fm.rate_samples(at_load.results)
+        rates, outside, worker = fm.rate_samples(at_load.results)
         m.rates_rps += rates
         m.outside_ms += outside
+        m.worker_ms += worker
         live = h.replay(target, part, judge="server", description=f"live {what}: {target.label}")
         _accumulate(m.live_metrics, after, h.scrape(target))
         reports.append(live)

@@ -204,6 +204,7 @@ def test_overhead_is_drawn_at_each_requests_local_rate():
     replay = [_result(i, Outcome.MET, 5.0) for i in range(20)] + [_result(20, Outcome.DROPPED, None)]
     from_replay = fm.outside_by_rate(replay)
     assert sum(len(b) for b in from_replay.bins) == 20
+    assert from_replay.correlations is not None  # the replay's worker times came with it
     assert np.concatenate(from_replay.bins) == pytest.approx(np.zeros(20), abs=1e-9)
 
 
@@ -219,6 +220,30 @@ def test_calibration_and_trace_are_cut_into_the_same_number_of_rebased_windows()
     assert windows(rows, 1) == [rows]
     with pytest.raises(ValueError, match="at least one window"):
         windows(rows, 0)
+
+
+def test_coupled_overhead_follows_the_worker_time_as_much_as_the_calibration_did():
+    rng = np.random.default_rng(3)
+    worker = rng.uniform(1.0, 10.0, 400)
+    # Calibration: outside the worker = the worker's time, exactly (rank correlation 1, capped at 0.99) ...
+    tied = fm.RateOverhead(np.full(400, 50.0), worker, bins=1, worker_ms=worker)
+    assert tied.correlations == [pytest.approx(0.99)]
+    sim_worker = np.linspace(0.0, 1.0, 200)
+    drawn = tied.draw_coupled(np.full(200, 50.0), sim_worker, np.random.default_rng(0))
+    assert set(drawn) <= set(worker)  # always the bin's own samples
+    assert np.corrcoef(sim_worker, drawn)[0, 1] > 0.9  # the longer in the worker, the longer outside
+    assert np.mean(drawn[:50]) < np.mean(drawn[-50:]) - 4.0
+    # ... or unrelated to it: coupled draws are then independent draws of the same samples.
+    loose = fm.RateOverhead(np.full(400, 50.0), rng.permutation(worker), bins=1, worker_ms=worker)
+    assert abs(loose.correlations[0]) < 0.15
+    free = loose.draw_coupled(np.full(4000, 50.0), np.linspace(0.0, 1.0, 4000), np.random.default_rng(1))
+    assert abs(np.corrcoef(np.linspace(0.0, 1.0, 4000), free)[0, 1]) < 0.1
+    assert np.percentile(free, 95) == pytest.approx(np.percentile(worker, 95), rel=0.1)
+    # Each request stays in its own rate's bin, and a request without a worker time ranks last.
+    two = fm.RateOverhead([10.0] * 50 + [100.0] * 50, [1.0] * 50 + [20.0] * 50, bins=2, worker_ms=np.arange(100.0))
+    assert list(two.draw_coupled([5.0, 400.0, 90.0], [1.0, np.nan, 2.0], np.random.default_rng(0))) == [1.0, 20.0, 20.0]
+    with pytest.raises(ValueError, match="worker times"):
+        fm.RateOverhead([10.0], [1.0]).draw_coupled([10.0], [1.0], np.random.default_rng(0))
 
 
 def test_repeated_rows_are_independent_copies_one_after_another():
