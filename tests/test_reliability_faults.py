@@ -276,11 +276,14 @@ def test_a_killed_replica_fails_its_requests_promptly_and_serve_replaces_it(clus
     assert any(new.endswith(w) for w in seen), (new, seen)
 
     # What the dead replica held is accounted as FAILED/worker_lost: the server's count of lost requests
-    # is at most what the clients saw fail (a request can die in the replica before the worker counts it).
+    # is at most what the clients saw fail, and not always all of it: a request the router had already
+    # sent to the victim can die on its way into the replica before the worker counts it in (one of three
+    # did in a CI run), so the clients' errors are no lower bound; but the victim held slow requests it had
+    # counted in (it was chosen as the replica with the most queued), so at least one is lost.
     m = settled_metrics(url)
     lost = metric_sum(m, "edgeserving_requests_total", outcome="FAILED", reason="worker_lost")
     client_5xx = len(errors) + sum(1 for r in failed if "http_5" in (r.reason or ""))
-    assert len(errors) <= lost <= client_5xx, (lost, len(errors), client_5xx)
+    assert 1 <= lost <= client_5xx, (lost, len(errors), client_5xx)
     assert metric_sum(m, "edgeserving_requests_received_total") == metric_sum(m, "edgeserving_requests_total")
 
 
