@@ -56,13 +56,18 @@ def settings(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
         if extra.get("ingress", args.ingress) not in INGRESS_MODES:
             raise ValueError(f"--{key.lower()}: ingress must be one of {', '.join(INGRESS_MODES)}, "
                              f"got {extra['ingress']!r}")
-        parse_config({**base, **{k: v for k, v in extra.items() if k != "ingress"}}, f"--{key.lower()}")
+        parse_config({**base, **_worker_args(extra)}, f"--{key.lower()}")
         out[f"{key}: {text}"] = extra
     if args.a == args.b:
         raise ValueError("--a and --b are the same setting")
     if args.repeats < 1 or args.segment_s <= 0:
         raise ValueError("--repeats must be >= 1 and --segment-s > 0")
     return out
+
+
+def _worker_args(setting: dict[str, Any]) -> dict[str, Any]:
+    """A setting's worker args: all but ``ingress``, which picks the path to the worker, not its config."""
+    return {k: v for k, v in setting.items() if k != "ingress"}
 
 
 def run(args: argparse.Namespace) -> int:
@@ -89,7 +94,7 @@ def run(args: argparse.Namespace) -> int:
     with LiveHarness(args.config, gpus=len(chosen), log=status, ingress=mode) as h:
         targets = {}
         for label, extra in chosen.items():
-            extra = {k: v for k, v in extra.items() if k != "ingress"}
+            extra = _worker_args(extra)
             policy = extra.pop("policy", None) or h.worker_args.get("policy")
             targets[label] = h.deploy_edgeserving(_slug(label), policy, label=label,
                                                   via_proxy=paths[label] == "proxy", **extra)
