@@ -29,7 +29,7 @@ import argparse
 import json
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -61,9 +61,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--warmup-s", type=float, default=3.0,
                    help="seconds of light Poisson warm-up per configuration (default 3)")
     p.add_argument("--quick", action="store_true", help="the first 20 s of the trace, one repeat")
-    from bench.live_harness import add_ingress_argument
+    from bench.live_harness import add_ingress_argument, add_propagation_argument
 
     add_ingress_argument(p)
+    add_propagation_argument(p)
     p.add_argument("--out", default="out/bench-live", help="output folder (default out/bench-live)")
     p.add_argument("--json", action="store_true", help="print the summaries and verdicts as JSON")
     from bench.live_emulated import add_arguments as add_emulation
@@ -96,7 +97,8 @@ def run(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     status(f"bench live: {len(rows)} requests over {rows[-1].arrival_s:.0f} s, configurations: {reference}, {best}, "
            f"plain Ray Serve ({', '.join(b.label() for b in grid)}); load average {_loadavg()}")
-    with LiveHarness(args.config, gpus=3, log=status, ingress=args.ingress) as h:
+    with LiveHarness(args.config, gpus=3, log=status, ingress=args.ingress,
+                     propagate_deadlines=args.propagate_deadlines) as h:
         targets = deploy_all(h, reference, best, grid[0])
         warm = warmup_rows(WEIGHTS, WARMUP_RATE_RPS, 50.0, args.warmup_s)
         replays = replay_all(h, targets, grid, rows, repeats, warm, args.segment_s)
@@ -177,6 +179,7 @@ class Replays:
     runs: dict[str, list]  # the ReplayReports, one per segment and repeat
     cpu: dict[str, dict[str, float]]  # CPU seconds by component (see _add_cpu)
     predictions: dict[str, dict[str, float]]  # edgeserving keys: the policy's slot predictions (worker metrics)
+    transit: dict[str, dict[str, float]] = field(default_factory=dict)  # edgeserving keys, propagated deadlines
 
 
 def replay_all(h: Any, targets: dict[str, Any], grid: list, rows: list, repeats: int, warm: list,
@@ -189,6 +192,7 @@ def replay_all(h: Any, targets: dict[str, Any], grid: list, rows: list, repeats:
     The trace goes in segments; every configuration replays a segment before the next one starts, in
     an order rotated per segment (starting at ``turn``), so all of them meet the same background load
     of a shared machine."""
+    from bench import live_report as lr
     from bench.fidelity import prediction_error
     from bench.live_harness import cpu_snapshot
     from scheduler.console import status
@@ -224,8 +228,10 @@ def replay_all(h: Any, targets: dict[str, Any], grid: list, rows: list, repeats:
                 if report.lag is not None and report.lag.fell_behind:
                     status(f"  {key}: {report.lag.describe()}")
                 runs[key].append(report)
-    predictions = {k: prediction_error(metrics_before[k], h.scrape(targets[k])) for k in edge}
-    return Replays(runs, cpu, predictions)
+    metrics_after = {k: h.scrape(targets[k]) for k in edge}
+    predictions = {k: prediction_error(metrics_before[k], metrics_after[k]) for k in edge}
+    transit = {k: lr.transit(metrics_before[k], metrics_after[k]) for k in edge} if h.propagate_deadlines else {}
+    return Replays(runs, cpu, predictions, transit)
 
 
 def _add_cpu(into: dict[str, float], before: dict[str, float], after: dict[str, float], target: Any) -> None:
@@ -277,7 +283,8 @@ class Comparison:
     def to_json(self, replays: Replays, reports: dict[str, Any]) -> dict[str, Any]:
         return {"plain_baseline": self.labels[self.plain],
                 "configurations": [{**self.summaries[k], "replay": reports[k].to_json()["replay"],
-                                    "cpu_s": replays.cpu[k], "slot_predictions": replays.predictions.get(k)}
+                                    "cpu_s": replays.cpu[k], "slot_predictions": replays.predictions.get(k),
+                                    "transit": replays.transit.get(k)}
                                    for k in replays.runs],
                 "verdicts": [v.to_dict() for v in self.verdicts]}
 
@@ -307,6 +314,7 @@ def compare(replays: Replays, grid: list, reference: str, best: str, title: str,
     verdicts = [lr.plain_target(summaries[chosen], summaries["best"]),
                 lr.reference_target(summaries["reference"], summaries["best"])]
     lines = [lr.prediction_line(labels[k], pred) for k, pred in replays.predictions.items()]
+    lines += [lr.transit_line(labels[k], t) for k, t in replays.transit.items()]
     if len(plains) > 1:
         lines.append(f"plain Ray Serve baseline for the target: {labels[chosen]} (fewest violations of "
                      f"{len(plains)} settings)")
@@ -327,13 +335,15 @@ def _report(replays: Replays, grid: list, out: Path, reference: str, best: str, 
 
     repeats = 1 if args.quick else args.repeats
     path = "proxy included" if args.ingress == "proxy" else "straight to the replicas' ports (direct ingress)"
+    if args.propagate_deadlines:
+        path += "; deadlines propagated"
     title = (f"bench live: {n_rows} requests x {repeats} repeat(s), judged client-side "
              f"(latency from send to answer, {path})")
     comparison, reports = compare(replays, grid, reference, best, title, out)
     (out / "live.md").write_text(comparison.markdown)
     say(f"wrote {comparison.png}, {out / 'live.md'} and the per-request results in {out} ({wall_s:.0f} s in all)")
     result = {"requests": n_rows, "repeats": repeats, "segment_s": args.segment_s, "judge": "client",
-              "ingress": args.ingress,
+              "ingress": args.ingress, "propagate_deadlines": args.propagate_deadlines,
               "wall_s": wall_s, "load_average": _loadavg(), **comparison.to_json(replays, reports)}
     (out / "live.json").write_text(json.dumps(result, indent=2))
     return result

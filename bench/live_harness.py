@@ -75,6 +75,13 @@ def add_ingress_argument(p: Any, default: str = "proxy") -> None:
                         f"own HTTP port (Serve's direct ingress), for every configuration alike (default {default})")
 
 
+def add_propagation_argument(p: Any) -> None:
+    p.add_argument("--propagate-deadlines", action="store_true",
+                   help="every request carries its send time (header X-Request-Sent-At), so edgeserving's workers "
+                        "count deadlines from the client's send instead of their own receipt (plain Ray Serve "
+                        "ignores it)")
+
+
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
@@ -86,13 +93,14 @@ class LiveHarness:
 
     def __init__(self, config_path: str | Path | None = None, *, gpus: int = 1, cpus: int = 2,
                  port: int | None = None, log: Log | None = None, worker_args: dict[str, Any] | None = None,
-                 ingress: str = "proxy") -> None:
+                 ingress: str = "proxy", propagate_deadlines: bool = False) -> None:
         from scheduler.serving import deploy
         from scheduler.serving.ingress import INGRESS_MODES
 
         if ingress not in INGRESS_MODES:
             raise ValueError(f"ingress must be one of {', '.join(INGRESS_MODES)}, got {ingress!r}")
         self.ingress = ingress
+        self.propagate_deadlines = propagate_deadlines  # every replay sends X-Request-Sent-At
 
         self.config_path = Path(config_path) if config_path else deploy.DEFAULT_CONFIG
         self.gpus = gpus
@@ -331,7 +339,8 @@ class LiveHarness:
                 bar.update(task, completed=done)
 
             return asyncio.run(areplay_http(rows, target.url, judge=judge, grace_ms=grace_ms, label=target.label,
-                                            paths=target.paths or None, on_progress=on_progress, **options))
+                                            paths=target.paths or None, on_progress=on_progress,
+                                            propagate_deadlines=self.propagate_deadlines, **options))
 
     def scrape(self, target: Target) -> dict[str, float]:
         """Every sample of the target's ``/metrics`` as ``name{k=v,...}`` -> value (edgeserving only)."""

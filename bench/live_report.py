@@ -81,6 +81,28 @@ def prediction_line(name: str, pred: Mapping[str, Any]) -> str:
             f"(error {pred['mean_error_ms']:+.2f} ms per slot)")
 
 
+def transit(before: Mapping[str, float], after: Mapping[str, float]) -> dict[str, float]:
+    """Propagated deadlines over a replay, from the worker's metrics: calls that carried their send time, the
+    mean time from the client's send to the handler, and the requests refused because their deadline had
+    passed by then (``edgeserving_request_transit_seconds``, reason ``deadline_expired``)."""
+    from bench.live_harness import metric_total
+    from scheduler.serving.worker import DEADLINE_EXPIRED
+
+    def delta(name: str, **labels: str) -> float:
+        return metric_total(after, name, **labels) - metric_total(before, name, **labels)
+
+    n = delta("edgeserving_request_transit_seconds_count")
+    return {"calls": int(n), "mean_ms": 1000.0 * delta("edgeserving_request_transit_seconds_sum") / n if n else 0.0,
+            "expired": int(delta("edgeserving_requests_total", reason=DEADLINE_EXPIRED))}
+
+
+def transit_line(name: str, t: Mapping[str, float]) -> str:
+    if not t.get("calls"):
+        return f"{name}: no call carried its send time (X-Request-Sent-At) in the worker's metrics"
+    return (f"{name}: propagated deadlines: {t['calls']} calls, mean {t['mean_ms']:.2f} ms from the client's send "
+            f"to the worker's handler, {t['expired']} refused as expired on arrival")
+
+
 def comparison_rows(summaries: Sequence[Mapping[str, Any]], lags: Sequence[Any] = ()
                     ) -> tuple[list[str], list[list[str]]]:
     """The side-by-side table: one row per configuration (``lags``: each replay's SendLag, optional)."""

@@ -1,4 +1,4 @@
-"""Clocks. Nothing under ``scheduler/`` reads wall time except ``RealClock``."""
+"""Clocks. Nothing under ``scheduler/`` reads wall time except ``RealClock`` and ``unix_now``."""
 
 from __future__ import annotations
 
@@ -25,6 +25,12 @@ class RealClock:
     def sleep(self, seconds: float) -> None:
         if seconds > 0:
             time.sleep(seconds)
+
+
+def unix_now() -> float:
+    """Seconds since the Unix epoch. Only to compare with a client's own send time (deadline propagation,
+    the one clock two processes share); durations use a monotonic ``Clock``."""
+    return time.time()
 
 
 class VirtualClock:

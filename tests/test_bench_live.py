@@ -86,6 +86,19 @@ def test_pooled_repeats_keep_every_request_once():
     assert p.summary()["requests"] == 2 and p.lag.max_ms == 2.0
 
 
+def test_transit_is_counted_from_the_workers_metrics_between_two_scrapes():
+    expired = "edgeserving_requests_total{model=m,outcome=REJECTED,reason=deadline_expired}"
+    before = {"edgeserving_request_transit_seconds_count": 2.0, "edgeserving_request_transit_seconds_sum": 0.004,
+              expired: 1.0}
+    after = {"edgeserving_request_transit_seconds_count": 6.0, "edgeserving_request_transit_seconds_sum": 0.016,
+             expired: 3.0, "edgeserving_requests_total{model=m,outcome=MET,reason=}": 4.0}
+    t = lr.transit(before, after)
+    assert t == {"calls": 4, "mean_ms": pytest.approx(3.0), "expired": 2}
+    assert "4 calls, mean 3.00 ms from the client's send" in lr.transit_line("lookahead", t)
+    assert "2 refused as expired" in lr.transit_line("lookahead", t)
+    assert "no call carried its send time" in lr.transit_line("lookahead", lr.transit(before, before))
+
+
 def test_plot_is_written(tmp_path):
     from workloads.replay import ReplayReport
 

@@ -20,7 +20,7 @@ EXPECTED_FAMILIES = {
     "edgeserving_batch_size", "edgeserving_queue_depth", "edgeserving_inflight_requests", "edgeserving_workers",
     "edgeserving_slot_seconds", "edgeserving_slot_prediction_error_seconds", "edgeserving_failed_slots",
     "edgeserving_gpu_busy_seconds", "edgeserving_scheduler_decision_seconds", "edgeserving_engine_gap_seconds",
-    "edgeserving_request_handling_seconds",
+    "edgeserving_request_handling_seconds", "edgeserving_request_transit_seconds",
 }
 
 
@@ -41,6 +41,7 @@ def _worker(directory: str, worker: str, n: int, queued: int, hold, done) -> Non
     m.record_gap(0.3)
     m.record_gap(None)  # a slot after an idle spell: no gap
     m.record_handling(0.0004)
+    m.record_transit(0.003)
     m.set_queue_depths({"a": queued})
     done.set()
     if hold is not None:

@@ -77,3 +77,31 @@ def test_every_request_has_one_row_and_one_outcome_and_the_metrics_agree(cluster
             counted = (metric_sum(after, "edgeserving_exits_total", model=model, exit=exit)
                        - metric_sum(before, "edgeserving_exits_total", model=model, exit=exit))
             assert counted == n, (model, exit, counted, n)
+
+
+def test_propagated_deadlines_reach_the_worker_and_an_expired_one_is_refused(cluster):
+    import time
+
+    import httpx
+
+    url = cluster.url("replay")
+    models = [m["name"] for m in httpx.get(f"{url}/v1/models").json()["models"]]
+    rows = [TraceRow(0.02 * i, models[i % len(models)], 2000.0, f"p{i}", input_seed=i) for i in range(12)]
+    before = scrape(url)
+    report = replay_http(rows, url, judge="server", propagate_deadlines=True)
+    assert [r.outcome.value for r in report.results] == ["MET"] * len(rows)
+    # Sent 10 s ago (by the shared clock of one machine) with a 500 ms deadline: lost on the way.
+    shape = httpx.get(f"{url}/v1/models").json()["models"][0]["input_shape"]
+    resp = httpx.post(f"{url}/v1/infer", json={"model": models[0], "inputs": np.zeros(shape).tolist(),
+                                               "deadline_ms": 500},
+                      headers={"X-Request-Sent-At": f"{time.time() - 10.0:.6f}"})
+    after = scrape(url)
+    body = resp.json()
+    assert resp.status_code == 503 and body["outcome"] == "REJECTED", body
+    assert body["reason"].startswith("deadline_expired: sent 10")
+    transits = (metric_sum(after, "edgeserving_request_transit_seconds_count")
+                - metric_sum(before, "edgeserving_request_transit_seconds_count"))
+    assert transits == len(rows) + 1
+    expired = (metric_sum(after, "edgeserving_requests_total", reason="deadline_expired")
+               - metric_sum(before, "edgeserving_requests_total", reason="deadline_expired"))
+    assert expired == 1

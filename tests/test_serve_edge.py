@@ -108,6 +108,17 @@ def test_deadline_comes_from_body_then_header_then_model_default():
         assert refused(v1, {"model": "m", "inputs": GOOD}, {"x-request-deadline-ms": bad}).code == "bad_deadline"
 
 
+def test_the_send_time_header_is_optional_and_checked():
+    assert v1({"model": "m", "inputs": GOOD}).sent_at_unix_s is None
+    assert v1({"model": "m", "inputs": GOOD}, {"x-request-sent-at": "1764624000.25"}).sent_at_unix_s == 1764624000.25
+    raw = json.dumps({"inputs": [{"name": "x", "shape": [2, 3], "datatype": "FP32", "data": list(range(6))}]})
+    assert parse_v2("m", raw.encode(), {"x-request-sent-at": "17.5"}, CATALOG, max_deadline_ms=60_000,
+                    max_samples=4).sent_at_unix_s == 17.5
+    for bad in ("soon", "nan", "inf", "-1", "0", ""):
+        err = refused(v1, {"model": "m", "inputs": GOOD}, {"x-request-sent-at": bad})
+        assert (err.status, err.code) == (422, "bad_sent_at") and "Unix seconds" in err.message
+
+
 def test_a_good_v1_call_is_one_float32_sample():
     c = v1({"model": "m", "inputs": GOOD, "deadline_ms": 20, "request_id": "abc"})
     assert c.samples.shape == (1, 2, 3) and c.samples.dtype == np.float32 and c.request_id == "abc"

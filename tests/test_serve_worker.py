@@ -7,6 +7,8 @@ reachable quickly and deterministically enough for CPU CI (no wall-clock speed i
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import re
 import threading
 from pathlib import Path
 
@@ -105,6 +107,45 @@ def test_handling_time_is_measured_once_per_call_from_the_stamped_arrival(make_c
     assert 0.005 <= metric_sum(m, "edgeserving_request_handling_seconds_sum") < 1.0
     assert metric_sum(m, "edgeserving_request_handling_seconds_bucket", le="0.002") == 0
     assert metric_sum(m, "edgeserving_request_handling_seconds_bucket", le="+Inf") == 1
+
+
+def sent(c: InferCall, ago_s: float, unix_now_s: float = 1_000_000.0) -> InferCall:
+    """``c`` as a client that sent it ``ago_s`` before ``unix_now_s`` says (header X-Request-Sent-At)."""
+    return dataclasses.replace(c, sent_at_unix_s=unix_now_s - ago_s)
+
+
+def test_a_propagated_deadline_counts_from_the_clients_send(make_core):
+    core = make_core()
+    core.unix_clock = lambda: 1_000_000.0
+    results = run(core, sent(call("fast", 1000.0), 0.250), sent(call("fast", 1000.0), -5.0), call("fast", 1000.0))
+    slo_ms = [r.request.slo_ms for r in results]
+    # 250 ms of the budget were spent before the handler stamped the arrival (the fixed Unix clock is read a
+    # little after that stamp, and the worker takes the time between them off the transit).
+    assert 750.0 <= slo_ms[0] < 751.0
+    assert slo_ms[1:] == [1000.0, 1000.0]  # a client clock ahead of ours never lengthens a deadline; no header
+    assert [r.outcome for r in results] == [Outcome.MET] * 3
+    m = counts(core)
+    assert metric_sum(m, "edgeserving_request_transit_seconds_count") == 2  # only the calls with the header
+    assert 0.249 < metric_sum(m, "edgeserving_request_transit_seconds_sum") <= 0.250
+    assert_accounted(core, 3)
+
+
+def test_a_call_whose_propagated_deadline_passed_on_the_way_is_refused_unqueued(make_core):
+    core = make_core()
+    core.unix_clock = lambda: 1_000_000.0
+    results = run(core, sent(call("fast", 100.0, n=2), 0.150), sent(call("fast", 100.0), 0.010))
+    expired, ok = results[:2], results[2]
+    for r in expired:
+        assert r.outcome is Outcome.REJECTED
+        said = re.fullmatch(r"deadline_expired: sent ([\d.]+) ms before the worker received it, deadline 100 ms",
+                            r.reason or "")
+        assert said and 149.0 < float(said.group(1)) <= 150.0, r.reason
+        assert status_of(r) == (503, {})
+    assert ok.outcome is Outcome.MET and ok.batch_size == 1  # the expired pair never reached a queue
+    m = counts(core)
+    assert metric_sum(m, "edgeserving_requests_total", reason="deadline_expired") == 2
+    assert metric_sum(m, "edgeserving_slot_seconds_count") == 1
+    assert_accounted(core, 3)
 
 
 def test_full_queue_refuses_with_retry_after_and_never_queues(make_core):

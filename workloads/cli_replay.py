@@ -28,6 +28,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                       help=f"client timeout beyond each request's deadline (default {DEFAULT_GRACE_MS:g})")
     live.add_argument("--judge", choices=("server", "client"), default="server",
                       help="MET/LATE as the server reports it (default) or by client-side latency")
+    live.add_argument("--propagate-deadlines", action="store_true",
+                      help="send each request's send time (header X-Request-Sent-At) so the server counts its "
+                           "deadline from the send, not from its receipt; client and server must share a clock")
     live.add_argument("--label", help="policy name for the summary (default: as the server reports it)")
     live.add_argument("--behind-ms", type=float, default=DEFAULT_BEHIND_MS,
                       help=f"p99 send lag above which the replay says it fell behind (default {DEFAULT_BEHIND_MS:g})")
@@ -61,6 +64,7 @@ def run(args: argparse.Namespace) -> int:
             report = replay_http(
                 rows, args.url, grace_ms=args.grace_ms, max_requests=args.max_requests,
                 max_seconds=args.max_seconds, judge=args.judge, label=args.label, behind_ms=args.behind_ms,
+                propagate_deadlines=args.propagate_deadlines,
                 on_progress=progress.start_for(rows, args.max_requests, args.max_seconds))
     if args.results:
         report.write_results(args.results)

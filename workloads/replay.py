@@ -9,7 +9,9 @@ error ends it FAILED with a reason, so every sent request has exactly one result
 ``latency_ms`` is measured client-side, from the moment the request is handed to the client to
 the last byte of the answer. The send lag (when the request's headers went on the wire minus its
 scheduled time) is recorded per request and summarised; a replay whose p99 lag exceeds
-``behind_ms`` reports that it fell behind.
+``behind_ms`` reports that it fell behind. With ``propagate_deadlines`` each request also carries
+its send time (header ``X-Request-Sent-At``, Unix seconds, taken when its latency clock starts), so
+the worker counts the deadline from the same moment the client does.
 
 Simulated (``replay_simulated``): the same trace rows through ``scheduler.simulator``, giving the
 same results schema, so live and simulated runs compare in one report.
@@ -43,6 +45,7 @@ from workloads.trace import TraceRow
 DEFAULT_URL = "http://127.0.0.1:8000"
 DEFAULT_GRACE_MS = 2000.0  # client timeout beyond each request's deadline
 DEFAULT_BEHIND_MS = 10.0  # a p99 send lag above this means the replayer fell behind its schedule
+SENT_AT_HEADER = "X-Request-Sent-At"  # deadline propagation (scheduler.serving.validation)
 _START_DELAY_S = 0.1  # time zero is a little after setup, so the first sends are not late already
 _HEADERS_SENT = "http11.send_request_headers.started"
 
@@ -166,7 +169,8 @@ async def areplay_http(rows: Sequence[TraceRow], url: str = DEFAULT_URL, *, grac
                        judge: str = "server", label: str | None = None,
                        behind_ms: float = DEFAULT_BEHIND_MS,
                        on_progress: ProgressFn | None = None,
-                       paths: Mapping[str, str] | None = None) -> ReplayReport:
+                       paths: Mapping[str, str] | None = None,
+                       propagate_deadlines: bool = False) -> ReplayReport:
     """Open-loop replay over HTTP (see the module docstring).
 
     ``judge``: "server" keeps the server's MET/LATE; "client" re-judges completed requests by the
@@ -174,6 +178,8 @@ async def areplay_http(rows: Sequence[TraceRow], url: str = DEFAULT_URL, *, grac
     ``/v1/models`` reports, else "live"). ``on_progress(sent, done)`` is called as requests go
     out and come back. ``paths`` maps a model to the path its requests are POSTed to (default
     ``/v1/infer`` for every model), for servers that route by path, such as one application per model.
+    ``propagate_deadlines`` sends each request's send time (header X-Request-Sent-At): client and
+    server must share a clock (one machine, or NTP-synced hosts).
     """
     if judge not in JUDGES:
         raise ValueError(f"unknown judge {judge!r}; choose one of {', '.join(JUDGES)}")
@@ -192,7 +198,7 @@ async def areplay_http(rows: Sequence[TraceRow], url: str = DEFAULT_URL, *, grac
         missing = sorted({r.model for r in chosen} - served)
         if missing:
             raise ValueError(f"the trace uses model(s) {missing} that {url} does not serve; it serves {sorted(served)}")
-        run = _LiveRun(client, live, judge, grace_ms / 1000.0, on_progress, paths)
+        run = _LiveRun(client, live, judge, grace_ms / 1000.0, on_progress, paths, propagate_deadlines)
         await run.send_all(chosen)
     results = run.results_in_order()
     lags = np.asarray(run.lag_s) * 1000.0
@@ -221,8 +227,10 @@ class _LiveRun:
     """State of one live replay: the schedule, the in-flight tasks and the per-request records."""
 
     def __init__(self, client: httpx.AsyncClient, live: LiveModels, judge: str, grace_s: float,
-                 on_progress: ProgressFn | None, paths: Mapping[str, str] | None = None) -> None:
+                 on_progress: ProgressFn | None, paths: Mapping[str, str] | None = None,
+                 propagate_deadlines: bool = False) -> None:
         self.client = client
+        self.propagate_deadlines = propagate_deadlines
         self.paths = dict(paths or {})
         self.live = live
         self.judge = judge
@@ -261,11 +269,14 @@ class _LiveRun:
         timeout_s = row.deadline_ms / 1000.0 + self.grace_s
         self.in_flight += 1
         self.peak_in_flight = max(self.peak_in_flight, self.in_flight)
+        headers = {"content-type": "application/json"}
         t_start = time.perf_counter()
+        if self.propagate_deadlines:
+            headers[SENT_AT_HEADER] = f"{time.time():.6f}"  # wall clock: the one the worker can compare with
         try:
             resp = await asyncio.wait_for(
                 self.client.post(self.paths.get(row.model, "/v1/infer"), content=body,
-                                 headers={"content-type": "application/json"}, extensions={"trace": trace}),
+                                 headers=headers, extensions={"trace": trace}),
                 timeout_s)
             latency_ms = (time.perf_counter() - t_start) * 1000.0
             try:

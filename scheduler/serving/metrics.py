@@ -119,6 +119,9 @@ class ServingMetrics:
         self.handling = Histogram("edgeserving_request_handling_seconds",
                                   "From the handler receiving a call to the engine holding its requests",
                                   buckets=GAP_BUCKETS_S, **kw)
+        self.transit = Histogram("edgeserving_request_transit_seconds",
+                                 "From the client sending a call (header X-Request-Sent-At) to the handler "
+                                 "receiving it; only calls that carry the header", buckets=LATENCY_BUCKETS_S, **kw)
         self.workers.set(1)
         self.inflight.set(0)
         reap_dead_workers(directory)  # a replica restarted after a crash accounts for its predecessor at once
@@ -167,6 +170,9 @@ class ServingMetrics:
 
     def record_handling(self, handling_s: float) -> None:
         self.handling.observe(max(handling_s, 0.0))
+
+    def record_transit(self, transit_s: float) -> None:
+        self.transit.observe(max(transit_s, 0.0))
 
     def set_queue_depths(self, depths: Mapping[str, int]) -> None:
         for model, depth in depths.items():

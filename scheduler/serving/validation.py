@@ -20,6 +20,10 @@ import numpy as np
 from scheduler.serving.catalog import ServedModel
 
 DEADLINE_HEADER = "x-request-deadline-ms"
+# Deadline propagation: the client's wall-clock send time (Unix seconds). The worker then counts the
+# deadline from the send, not from its own receipt, so the time a request lost on the way (the client's
+# event loop, the proxy, the replica's accept queue) is no longer invisible to the scheduler.
+SENT_AT_HEADER = "x-request-sent-at"
 MAX_REQUEST_ID_CHARS = 128
 # Open Inference Protocol datatypes we accept for the input tensor; all are converted to float32.
 NUMERIC_DATATYPES = ("FP32", "FP64", "FP16", "INT8", "INT16", "INT32", "INT64", "UINT8", "UINT16", "UINT32")
@@ -47,6 +51,7 @@ class InferCall:
     deadline_ms: float  # relative, counted from when the replica received the call
     request_id: str
     batched: bool  # True when the client sent an explicit batch dimension (Open Inference Protocol)
+    sent_at_unix_s: float | None = None  # header X-Request-Sent-At: the deadline counts from here instead
 
 
 def decode_json(body: bytes) -> Any:
@@ -79,11 +84,12 @@ def parse_v1(body: bytes, headers: Mapping[str, str], catalog: Mapping[str, Serv
     model = lookup_model(data.get("model"), catalog)
     request_id = parse_request_id(data.get("request_id"))
     deadline_ms = parse_deadline(data.get("deadline_ms"), headers.get(DEADLINE_HEADER), model, max_deadline_ms)
+    sent_at = parse_sent_at(headers.get(SENT_AT_HEADER), model)
     if "inputs" not in data:
         raise InputError(422, "bad_input", f"missing field 'inputs': a nested list shaped {list(model.input_shape)}",
                          model.name)
     sample = to_sample(data["inputs"], model)
-    return InferCall(model.name, sample[None], deadline_ms, request_id, batched=False)
+    return InferCall(model.name, sample[None], deadline_ms, request_id, batched=False, sent_at_unix_s=sent_at)
 
 
 def parse_v2(model_name: str, body: bytes, headers: Mapping[str, str], catalog: Mapping[str, ServedModel],
@@ -104,6 +110,7 @@ def parse_v2(model_name: str, body: bytes, headers: Mapping[str, str], catalog: 
         raise InputError(422, "bad_request", "'parameters' must be an object", model.name)
     request_id = parse_request_id(data.get("id"))
     deadline_ms = parse_deadline(params.get("deadline_ms"), headers.get(DEADLINE_HEADER), model, max_deadline_ms)
+    sent_at = parse_sent_at(headers.get(SENT_AT_HEADER), model)
     inputs = data.get("inputs")
     expected = f"[{_dims(model.input_shape)}] or [N, {_dims(model.input_shape)}] with N <= {max_samples}"
     if not isinstance(inputs, list) or len(inputs) != 1 or not isinstance(inputs[0], dict):
@@ -134,7 +141,7 @@ def parse_v2(model_name: str, body: bytes, headers: Mapping[str, str], catalog: 
         raise InputError(422, "bad_input", f"'data' holds {arr.size} values but shape {shape} needs "
                                            f"{n * model.input_size}", model.name)
     samples = _finite_float32(arr.reshape((n, *model.input_shape)), model)
-    return InferCall(model.name, samples, deadline_ms, request_id, batched=batched)
+    return InferCall(model.name, samples, deadline_ms, request_id, batched=batched, sent_at_unix_s=sent_at)
 
 
 def lookup_model(name: Any, catalog: Mapping[str, ServedModel]) -> ServedModel:
@@ -185,6 +192,21 @@ def parse_deadline(body_value: Any, header_value: str | None, model: ServedModel
     if value > max_deadline_ms:
         raise InputError(422, "bad_deadline", f"{where} of {value:g} ms exceeds the limit of {max_deadline_ms:g} ms",
                          model.name)
+    return value
+
+
+def parse_sent_at(header_value: str | None, model: ServedModel) -> float | None:
+    """The client's send time from header X-Request-Sent-At (Unix seconds, e.g. ``1764624000.123456``),
+    or None without the header."""
+    if header_value is None:
+        return None
+    try:
+        value = float(header_value)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value) or value <= 0:
+        raise InputError(422, "bad_sent_at", f"header X-Request-Sent-At must be the send time in Unix seconds "
+                                             f"(a finite number > 0), got {header_value[:40]!r}", model.name)
     return value
 
 

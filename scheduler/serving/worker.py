@@ -13,12 +13,13 @@ import itertools
 import math
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from scheduler.clock import Clock, RealClock
+from scheduler.clock import Clock, RealClock, unix_now
 from scheduler.engine import SHUTDOWN, AdmissionConfig, Engine, EngineListener, StepResult
 from scheduler.policies import make_policy
 from scheduler.profile import Profile, ProfileError
@@ -31,6 +32,7 @@ from scheduler.serving.validation import InferCall
 from scheduler.types import Outcome, Plan, Request, RequestResult, SlotResult
 
 TIMEOUT = "timeout"
+DEADLINE_EXPIRED = "deadline_expired"  # a propagated deadline had passed before the worker received the call
 PROCESS_SAMPLE_S = 1.0  # resident memory is sampled at most this often (the gauges refresh on every step)
 
 
@@ -44,8 +46,9 @@ class _SlotMetrics(EngineListener):
 
 class WorkerCore:
     def __init__(self, cfg: ServingConfig, metrics_dir: Path, worker_id: str = "local",
-                 clock: Clock | None = None) -> None:
+                 clock: Clock | None = None, unix_clock: Callable[[], float] = unix_now) -> None:
         self.cfg = cfg
+        self.unix_clock = unix_clock  # only to read a client's X-Request-Sent-At against
         self.worker_id = worker_id
         if cfg.gil_switch_interval_ms is not None:
             # The engine thread releases the GIL inside each torch op and must win it back after each; at
@@ -84,7 +87,8 @@ class WorkerCore:
     async def infer(self, call: InferCall, arrival_s: float) -> list[RequestResult]:
         """Run every sample of ``call`` (received at ``arrival_s`` on this worker's clock) to its outcome."""
         loop = asyncio.get_running_loop()
-        deadline_s = arrival_s + call.deadline_ms / 1000.0
+        budget_ms = self._budget_ms(call, arrival_s)
+        deadline_s = arrival_s + budget_ms / 1000.0
         pending: list[tuple[Request, asyncio.Future]] = []
         self.metrics.record_received(len(call.samples))
         for sample in call.samples:
@@ -94,12 +98,27 @@ class WorkerCore:
             assert future is not None
             if self.draining:
                 self.ledger.close(RequestResult(req, Outcome.REJECTED, reason=SHUTDOWN))
+            elif budget_ms <= 0:  # its deadline passed on the way here: no slot can answer it in time
+                self.ledger.close(RequestResult(req, Outcome.REJECTED, reason=(
+                    f"{DEADLINE_EXPIRED}: sent {call.deadline_ms - budget_ms:.1f} ms before the worker received "
+                    f"it, deadline {call.deadline_ms:g} ms")))
             else:
                 self.engine.submit(req)  # a refusal closes it at once, through the ledger
             pending.append((req, future))
         self.metrics.record_handling(self.clock.now() - arrival_s)
         self._refresh_gauges()
         return [await self._answer(req, future) for req, future in pending]
+
+    def _budget_ms(self, call: InferCall, arrival_s: float) -> float:
+        """The call's deadline counted from this worker's receipt: ``deadline_ms``, less the time since the
+        client sent it when the client said when (header X-Request-Sent-At; clocks must agree)."""
+        if call.sent_at_unix_s is None:
+            return call.deadline_ms
+        received_unix_s = self.unix_clock() - (self.clock.now() - arrival_s)
+        # A client clock ahead of ours reads as a negative transit: never lengthen a deadline for it.
+        transit_s = max(received_unix_s - call.sent_at_unix_s, 0.0)
+        self.metrics.record_transit(transit_s)
+        return call.deadline_ms - transit_s * 1000.0
 
     async def _answer(self, req: Request, future: asyncio.Future) -> RequestResult:
         wait_s = max(req.deadline_s - self.clock.now(), 0.0) + self.cfg.answer_grace_s
