@@ -230,7 +230,7 @@ def replay_all(h: Any, targets: dict[str, Any], grid: list, rows: list, repeats:
                 runs[key].append(report)
     metrics_after = {k: h.scrape(targets[k]) for k in edge}
     predictions = {k: prediction_error(metrics_before[k], metrics_after[k]) for k in edge}
-    transit = {k: lr.transit(metrics_before[k], metrics_after[k]) for k in edge} if h.propagate_deadlines else {}
+    transit = {k: lr.transit(metrics_before[k], metrics_after[k]) for k in edge if h.propagates(targets[k])}
     return Replays(runs, cpu, predictions, transit)
 
 

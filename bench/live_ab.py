@@ -7,6 +7,7 @@ violation ratio, P50/P95/P99 and the workers' measured slot times, per setting.
 
     edgeserving bench live-ab --a gil_switch_interval_ms=null --b gil_switch_interval_ms=0.5
     edgeserving bench live-ab --a ingress=proxy --b ingress=direct   # the path to the worker, not a worker arg
+    edgeserving bench live-ab --a propagate_deadlines=false --b propagate_deadlines=true   # the client's header
 """
 
 from __future__ import annotations
@@ -23,7 +24,8 @@ HELP = "A/B of two worker settings (e.g. the GIL switch interval) on one live tr
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--a", required=True, metavar="KEY=VALUE[:KEY=VALUE...]",
                    help="worker args of setting A, over the config's (JSON values: gil_switch_interval_ms=null); "
-                        "ingress=proxy or ingress=direct sets the path to it instead")
+                        "ingress=proxy or ingress=direct sets the path to it instead, propagate_deadlines=true "
+                        "makes the client send each request's send time (X-Request-Sent-At)")
     p.add_argument("--b", required=True, metavar="KEY=VALUE[:KEY=VALUE...]", help="worker args of setting B")
     p.add_argument("--policy", default=None, help="policy (name or spec) both run (default: the config's)")
     p.add_argument("--trace", default=None, help="trace CSV (default: the bundled bursty trace, bench/traces)")
@@ -56,6 +58,9 @@ def settings(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
         if extra.get("ingress", args.ingress) not in INGRESS_MODES:
             raise ValueError(f"--{key.lower()}: ingress must be one of {', '.join(INGRESS_MODES)}, "
                              f"got {extra['ingress']!r}")
+        if not isinstance(extra.get("propagate_deadlines", False), bool):
+            raise ValueError(f"--{key.lower()}: propagate_deadlines must be true or false, "
+                             f"got {extra['propagate_deadlines']!r}")
         parse_config({**base, **_worker_args(extra)}, f"--{key.lower()}")
         out[f"{key}: {text}"] = extra
     if args.a == args.b:
@@ -65,9 +70,12 @@ def settings(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
     return out
 
 
+CLIENT_KEYS = ("ingress", "propagate_deadlines")  # how requests reach the worker, not its config
+
+
 def _worker_args(setting: dict[str, Any]) -> dict[str, Any]:
-    """A setting's worker args: all but ``ingress``, which picks the path to the worker, not its config."""
-    return {k: v for k, v in setting.items() if k != "ingress"}
+    """A setting's worker args: all but ``CLIENT_KEYS``."""
+    return {k: v for k, v in setting.items() if k not in CLIENT_KEYS}
 
 
 def run(args: argparse.Namespace) -> int:
@@ -97,7 +105,9 @@ def run(args: argparse.Namespace) -> int:
             extra = _worker_args(extra)
             policy = extra.pop("policy", None) or h.worker_args.get("policy")
             targets[label] = h.deploy_edgeserving(_slug(label), policy, label=label,
-                                                  via_proxy=paths[label] == "proxy", **extra)
+                                                  via_proxy=paths[label] == "proxy",
+                                                  propagate_deadlines=chosen[label].get("propagate_deadlines"),
+                                                  **extra)
         warm = warmup_rows(WEIGHTS, WARMUP_RATE_RPS, 50.0, args.warmup_s)
         replays = replay_all(h, targets, [], rows, args.repeats, warm, args.segment_s)
     slots = replays.predictions
@@ -111,16 +121,20 @@ def run(args: argparse.Namespace) -> int:
     title = (f"bench live-ab: {len(rows)} requests x {args.repeats} repeat(s), interleaved, judged client-side, "
              f"ingress {' / '.join(paths.values())}")
     print_table(title, header, table)
+    transit_lines = [lr.transit_line(label, t) for label, t in replays.transit.items()]
+    for line in transit_lines:
+        say(line)
     wall_s = time.perf_counter() - t0
     load_after = _loadavg()
     say(f"load average {load_before} before, {load_after} after; {wall_s:.0f} s")
-    (out / "live_ab.md").write_text(f"{title}\n\n{lr.markdown(header, table)}\n\n- load average {load_before} "
-                                    f"before, {load_after} after; {wall_s:.0f} s\n")
+    notes = "".join(f"- {line}\n" for line in transit_lines)
+    (out / "live_ab.md").write_text(f"{title}\n\n{lr.markdown(header, table)}\n\n{notes}- load average "
+                                    f"{load_before} before, {load_after} after; {wall_s:.0f} s\n")
     result = {"requests": len(rows), "repeats": args.repeats, "segment_s": args.segment_s, "wall_s": wall_s,
               "ingress": paths,
               "load_average": [load_before, load_after],
               "settings": [{"label": label, "worker_args": chosen[label], **summaries[label],
-                            "slots": slots[label]} for label in chosen]}
+                            "slots": slots[label], "transit": replays.transit.get(label)} for label in chosen]}
     (out / "live_ab.json").write_text(json.dumps(result, indent=2))
     if args.json:
         print(json.dumps(result, indent=2))

@@ -61,6 +61,7 @@ class Target:
     app: str  # Serve application name (plain: the catalog app)
     paths: dict[str, str] = field(default_factory=dict)  # model -> POST path; empty: /v1/infer
     via_proxy: bool = False  # with direct ingress on: still reached through the proxy (an A/B of the two paths)
+    propagate_deadlines: bool | None = None  # send X-Request-Sent-At; None: as the harness says
 
     @property
     def metrics_url(self) -> str | None:
@@ -182,9 +183,10 @@ class LiveHarness:
         return f"http://127.0.0.1:{self.port}"
 
     def deploy_edgeserving(self, name: str, policy: str, label: str | None = None, via_proxy: bool = False,
-                           **args: Any) -> Target:
+                           propagate_deadlines: bool | None = None, **args: Any) -> Target:
         """(Re)deploy the config's worker app as application ``name`` with ``policy`` and ``args``
-        (``via_proxy``: keep this one on the proxy path when the harness runs direct ingress)."""
+        (``via_proxy``: keep this one on the proxy path when the harness runs direct ingress;
+        ``propagate_deadlines``: whether its replays send their send time, None: as the harness says)."""
         from scheduler.serving import deploy
 
         assert self._base is not None and self.tmp is not None, "start() the harness first"
@@ -202,7 +204,8 @@ class LiveHarness:
         self._check_gpus(extra={name: app})
         self.apps[name] = app
         url = self.base_url + ("" if prefix == "/" else prefix)
-        self.targets[name] = Target(label or policy, "edgeserving", url, name, via_proxy=via_proxy)
+        self.targets[name] = Target(label or policy, "edgeserving", url, name, via_proxy=via_proxy,
+                                    propagate_deadlines=propagate_deadlines)
         self.log(f"deploying edgeserving app {name!r} (policy {policy}) at {url}")
         self._apply()
         return self.targets[name]
@@ -331,6 +334,7 @@ class LiveHarness:
         from scheduler.console import progress
         from workloads.replay import areplay_http
 
+        propagate = self.propagates(target)  # the caller's target says; current() only follows its port
         target = self.current(target)
         with progress() as bar:
             task = bar.add_task(description or f"replaying {len(rows)} requests: {target.label}", total=len(rows))
@@ -340,7 +344,11 @@ class LiveHarness:
 
             return asyncio.run(areplay_http(rows, target.url, judge=judge, grace_ms=grace_ms, label=target.label,
                                             paths=target.paths or None, on_progress=on_progress,
-                                            propagate_deadlines=self.propagate_deadlines, **options))
+                                            propagate_deadlines=propagate, **options))
+
+    def propagates(self, target: Target) -> bool:
+        """Whether replays against ``target`` send their send time (header X-Request-Sent-At)."""
+        return self.propagate_deadlines if target.propagate_deadlines is None else target.propagate_deadlines
 
     def scrape(self, target: Target) -> dict[str, float]:
         """Every sample of the target's ``/metrics`` as ``name{k=v,...}`` -> value (edgeserving only)."""

@@ -430,6 +430,10 @@ def test_harness_replays_the_same_trace_against_edgeserving_and_plain_ray_serve(
 
     m = harness.scrape(edge)
     assert metric_total(m, "edgeserving_requests_received_total") == len(rows)
+    assert lr.transit({}, m)["calls"] == 0  # the harness does not propagate deadlines unless told
+    harness.replay(dataclasses.replace(edge, propagate_deadlines=True), rows[:5])
+    t = lr.transit(m, harness.scrape(edge))
+    assert t["calls"] == 5 and t["mean_ms"] > 0 and t["expired"] == 0
     check_accounting(edge.url)
     harness.set_plain_batching(Batching(1, 0.0))  # retuned in place: batches of one from now on
     again = harness.replay(plain, rows[:8])
@@ -548,9 +552,13 @@ def test_live_ab_settings_are_checked_against_the_config_before_ray_starts():
                           ("no_such_key=1", "torch_threads=2", "no_such_key: unknown key"),
                           ("torch_threads=2", "torch_threads=2", "the same setting"),
                           ("torch_threads", "torch_threads=2", "is not key=value"),
-                          ("ingress=haproxy", "ingress=direct", "ingress must be one of proxy, direct")):
+                          ("ingress=haproxy", "ingress=direct", "ingress must be one of proxy, direct"),
+                          ("propagate_deadlines=yes", "propagate_deadlines=true", "must be true or false")):
         with pytest.raises((ValueError, ConfigError), match=message):
             settings(_ab_args(a=a, b=b))
     # The path to the worker is a setting of its own: it is not a worker arg, and the two may differ by it alone.
     assert list(settings(_ab_args(a="ingress=proxy", b="ingress=direct")).values()) == [
         {"ingress": "proxy"}, {"ingress": "direct"}]
+    # So is whether the client sends its send time (deadline propagation).
+    assert list(settings(_ab_args(a="propagate_deadlines=false", b="propagate_deadlines=true")).values()) == [
+        {"propagate_deadlines": False}, {"propagate_deadlines": True}]

@@ -3,7 +3,9 @@
 Deadlines: a request's deadline is absolute on the replica's monotonic clock (``time.monotonic``
 through ``RealClock``), counted from the moment the replica's handler receives the request,
 before its body is read; time spent in the client, the network and the Serve proxy before that
-is not counted, and ``latency_ms`` is measured on the same clock from the same moment.
+is not counted, and ``latency_ms`` is measured on the same clock from the same moment. A client
+that sends ``X-Request-Sent-At`` (deadline propagation) has that time taken off its budget instead
+(``WorkerCore.infer``).
 """
 
 # No `from __future__ import annotations` here: FastAPI must see the handlers' real parameter types.
@@ -37,7 +39,7 @@ _ERRORS = {
     400: {"model": schemas.ErrorResponse, "description": "malformed JSON"},
     404: {"model": schemas.ErrorResponse, "description": "unknown model (the body lists the served models)"},
     413: {"model": schemas.ErrorResponse, "description": "body over max_payload_bytes"},
-    422: {"model": schemas.ErrorResponse, "description": "bad shape, dtype, NaN/inf or bad deadline "
+    422: {"model": schemas.ErrorResponse, "description": "bad shape, dtype, NaN/inf, bad deadline or send time "
                                                          "(the body names the expected shape)"},
 }
 _OUTCOMES = {
@@ -62,7 +64,8 @@ app = FastAPI(
     title="edgeserving",
     version="0.1.0",
     summary="Deadline-aware serving of early-exit DNNs: every request ends MET, LATE, REJECTED, DROPPED or FAILED.",
-    description="Each request carries a deadline (ms, counted from when the worker replica receives it). The worker "
+    description="Each request carries a deadline (ms, counted from when the worker replica receives it, or from the "
+                "client's send time in header X-Request-Sent-At, Unix seconds, where it sends one). The worker "
                 "schedules time-division slots (model, exit depth, batch) to meet deadlines; see the README.",
 )
 

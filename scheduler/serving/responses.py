@@ -1,7 +1,7 @@
 """Response bodies and status codes: outcome -> HTTP, the same for /v1 and /v2 (pure functions).
 
 Status codes: 200 MET and LATE; 503 + Retry-After for queue_full and shutdown; 503 for
-deadline_infeasible and other admission refusals; 504 DROPPED; 500 FAILED (shutdown: 503).
+deadline_infeasible, deadline_expired and other admission refusals; 504 DROPPED; 500 FAILED (shutdown: 503).
 Edge errors (``InputError``) carry their own status: 400, 404, 413 or 422.
 """
 

@@ -48,7 +48,7 @@ class InferCall:
 
     model: str
     samples: np.ndarray  # float32, shape (N, *input_shape)
-    deadline_ms: float  # relative, counted from when the replica received the call
+    deadline_ms: float  # relative, counted from when the replica received the call (or from sent_at_unix_s)
     request_id: str
     batched: bool  # True when the client sent an explicit batch dimension (Open Inference Protocol)
     sent_at_unix_s: float | None = None  # header X-Request-Sent-At: the deadline counts from here instead
