@@ -5,11 +5,15 @@ For each policy (default: the reference and the best one), on one worker:
 1. **idle calibration**: ``--calibrate`` requests one at a time, loose deadline; each gives
    ``client latency - slot_ms`` (client, HTTP, proxy and the worker's parsing, hand-off and
    decision: everything the simulator does not model) and the worker's own pre-slot time;
-2. **calibration at load**: ``--calibrate-s`` seconds of open-loop Poisson traffic with the trace's
-   model mix, in equal steps at 0.5, 1, 2 and 3 x its mean rate (same deadline classes, its own
-   seed; not the trace being predicted): the slot times the worker measures there (as ratios to the
-   profile's mean) and the time each request spends outside the worker (client latency - queue_ms -
-   slot_ms), against the local arrival rate (arrivals in the half second up to it);
+2. **calibration at load**: ``--calibrate-s`` seconds of open-loop traffic with the trace's model
+   mix, mean rate and deadline classes, its own seed (not the trace being predicted). ``--calibration
+   bursts`` (the default): MMPP on/off bursts of the bundled trace's shape (``bench.live_workload``:
+   3x the mean for 20% of the time), so the HTTP path is measured under bursts as the trace meets
+   it; ``steps``: Poisson in equal steps at 0.5, 1, 2 and 3 x the mean rate (before 2026-12-01 21:45
+   UTC the only kind; at the same local rate its time outside the worker came out 6-11% below the
+   trace's in the same windows). Measured there: the slot times (as ratios to the profile's mean) and
+   the time each request spends outside the worker (client latency - queue_ms - slot_ms), against
+   the local arrival rate (arrivals in the half second up to it);
 3. **live replay** of the trace (open loop, the worker judging MET/LATE), in ``--interleave`` windows
    (default 6) alternating with windows of the calibration at load, so that both meet the machine in
    the same state (``bench.fidelity_runs``); all of it ``--repeats`` times (default 3), pooled, because
@@ -62,9 +66,10 @@ from pathlib import Path
 from typing import Any
 
 HELP = "simulator fidelity: one trace live and simulated, violation ratio, P50, P95 and slot times compared"
-# The calibration at load steps through these multiples of the trace's mean rate (the bundled trace's
+# ``--calibration steps`` steps through these multiples of the trace's mean rate (the bundled trace's
 # bursts run at 3x its mean).
 CALIBRATION_RATES = (0.5, 1.0, 2.0, 3.0)
+CALIBRATIONS = ("bursts", "steps")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -76,9 +81,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--reprofile", action="store_true", help="measure the demo zoo's profile now and use it")
     p.add_argument("--calibrate", type=int, default=150, help="closed-loop requests measuring the HTTP overhead "
                    "(default 150)")
-    p.add_argument("--calibrate-s", type=float, default=20.0, help="seconds of open-loop Poisson traffic in the "
-                   "trace's mix, stepping from 0.5 to 3 x its mean rate, measuring slot times and the HTTP path "
-                   "at load (default 20)")
+    p.add_argument("--calibrate-s", type=float, default=20.0, help="seconds of open-loop traffic in the trace's "
+                   "mix, measuring slot times and the HTTP path at load (default 20)")
+    p.add_argument("--calibration", choices=CALIBRATIONS, default="bursts",
+                   help="that traffic: MMPP bursts of the bundled trace's shape at the trace's mean rate (bursts, "
+                        "the default) or Poisson steps at 0.5-3 x its mean rate (steps)")
     p.add_argument("--interleave", type=int, default=6, help="cut the calibration at load and the trace into N "
                    "windows and replay them alternately, so both meet the machine in the same state (default 6; "
                    "1: the whole calibration, then the whole trace)")
@@ -127,8 +134,9 @@ def run(args: argparse.Namespace) -> int:
         targets = [h.deploy_edgeserving(name, name, **extra) for name in policies]
         for target in targets:
             results.append(_one_policy(h, target, rows, calibrate, calibrate_s, args.seed, args.interleave,
-                                       repeats))
-    report = _report(results, out, len(rows), repeats, time.perf_counter() - t0, profile_path, args.ingress)
+                                       repeats, args.calibration))
+    report = _report(results, out, len(rows), repeats, time.perf_counter() - t0, profile_path, args.ingress,
+                     args.calibration)
     if args.json:
         print(json.dumps(report, indent=2))
     return 0
@@ -170,16 +178,20 @@ def calibrate_overhead(target: Any, models: list[str], shapes: dict[str, tuple[i
     return out
 
 
-def load_calibration_rows(rows: list, seconds: float, seed: int) -> list:
-    """Poisson traffic with the replayed trace's model mix and deadline classes (own seed), in equal steps
-    at ``CALIBRATION_RATES`` x its mean rate: the operating points at which the serving environment is
-    measured, from half the mean to a burst's rate, without the trace's own arrivals."""
+def load_calibration_rows(rows: list, seconds: float, seed: int, kind: str = "bursts") -> list:
+    """Traffic with the replayed trace's model mix and deadline classes (own seed), without the trace's own
+    arrivals: the operating points at which the serving environment is measured. ``steps``: Poisson in equal
+    steps at ``CALIBRATION_RATES`` x the trace's mean rate, from half the mean to a burst's rate; ``bursts``:
+    MMPP at the trace's mean rate with the bundled trace's burst shape (``bench.live_workload``)."""
     import dataclasses
 
     import numpy as np
 
+    from bench import live_workload as lw
     from workloads.generators import generate
 
+    if kind not in CALIBRATIONS:
+        raise ValueError(f"calibration must be one of {', '.join(CALIBRATIONS)}, got {kind!r}")
     span_s = max(rows[-1].arrival_s, 1e-3)
     counts: dict[str, int] = {}
     deadlines: dict[float, int] = {}
@@ -188,6 +200,10 @@ def load_calibration_rows(rows: list, seconds: float, seed: int) -> list:
         deadlines[round(r.deadline_ms, 6)] = deadlines.get(round(r.deadline_ms, 6), 0) + 1
     mix = [(d, n / len(rows)) for d, n in sorted(deadlines.items())]
     rng = np.random.default_rng(seed + 7919)
+    if kind == "bursts":
+        made = generate("mmpp", {m: n / span_s for m, n in counts.items()}, mix, seconds, rng,
+                        burst_factor=lw.BURST_FACTOR, on_fraction=lw.ON_FRACTION, mean_on_s=lw.MEAN_ON_S)
+        return [dataclasses.replace(r, request_id=f"cal{i}") for i, r in enumerate(made)]
     step_s = seconds / len(CALIBRATION_RATES)
     out: list = []
     for k, factor in enumerate(CALIBRATION_RATES):
@@ -197,8 +213,18 @@ def load_calibration_rows(rows: list, seconds: float, seed: int) -> list:
     return out
 
 
+def describe_calibration(kind: str, n: int, seconds: float) -> str:
+    if kind == "bursts":
+        from bench import live_workload as lw
+
+        return (f"{n} requests over {seconds:g} s, MMPP bursts at {lw.BURST_FACTOR:g} x the trace's mean rate for "
+                f"{100 * lw.ON_FRACTION:g}% of the time")
+    return (f"{n} Poisson requests over {seconds:g} s at {', '.join(f'{x:g}' for x in CALIBRATION_RATES)} x the "
+            f"trace's mean rate")
+
+
 def _one_policy(h: Any, target: Any, trace: list, calibrate: int, calibrate_s: float, seed: int,
-                interleave: int, repeats: int) -> dict[str, Any]:
+                interleave: int, repeats: int, calibration: str = "bursts") -> dict[str, Any]:
     import dataclasses
 
     import httpx
@@ -230,10 +256,10 @@ def _one_policy(h: Any, target: Any, trace: list, calibrate: int, calibrate_s: f
     # The handler's part alone (body read, validation, hand-off): the engine gap, which the gapped view
     # draws at load, is the rest of an idle request's queue time.
     handling = np.maximum(pre_engine - (idle_gaps.mean_ms() if idle_gaps else 0.0), 0.0)
-    load_rows = load_calibration_rows(trace, calibrate_s, seed)
+    load_rows = load_calibration_rows(trace, calibrate_s, seed, calibration)
     idle_cpu_per_s, busy_cores = _idle_cpu_rate(cpu_snapshot)
-    status(f"{name}: the serving environment at load ({len(load_rows)} Poisson requests over {calibrate_s:g} s at "
-           f"{', '.join(f'{x:g}' for x in CALIBRATION_RATES)} x the trace's mean rate) and the trace "
+    status(f"{name}: the serving environment at load ({describe_calibration(calibration, len(load_rows), calibrate_s)})"
+           f" and the trace "
            f"({len(trace)} requests), in {interleave} alternating window(s), {repeats} time(s)")
     m = fidelity_runs.measure(h, target, load_rows, trace, interleave, repeats)
     rows = fidelity_runs.repeated(trace, repeats)  # simulated as replayed: every repeat, pooled
@@ -352,7 +378,7 @@ def prediction_error(before: dict[str, float], after: dict[str, float]) -> dict[
 
 
 def _report(results: list[dict], out: Path, n_rows: int, repeats: int, wall_s: float, profile_path: str | None,
-            ingress: str) -> dict[str, Any]:
+            ingress: str, calibration: str = "bursts") -> dict[str, Any]:
     import numpy as np
 
     from bench import fidelity_metrics as fm
@@ -362,7 +388,8 @@ def _report(results: list[dict], out: Path, n_rows: int, repeats: int, wall_s: f
     from scheduler.results import write_results
 
     report: dict[str, Any] = {"requests": n_rows, "repeats": repeats, "wall_s": wall_s, "load_average": _loadavg(),
-                              "ingress": ingress, "profile": profile_path or "the config's", "policies": []}
+                              "ingress": ingress, "calibration": calibration,
+                              "profile": profile_path or "the config's", "policies": []}
     md = []
     for r in results:
         name, gaps = r["policy"], r["gaps"]

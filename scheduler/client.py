@@ -7,11 +7,14 @@
 
 Every answer of the server (any status, any outcome) comes back as an ``InferResult``; only a
 transport failure or a body that is not the API's raises ``ClientError``. The deadline is counted
-by the server from when its worker replica receives the request.
+by the server from when its worker replica receives the request, or, with ``propagate_deadlines``,
+from when this client sent it (header ``X-Request-Sent-At``; the client's and the server's clocks
+must agree: one machine, or NTP-synced hosts).
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -21,6 +24,7 @@ import httpx
 DEFAULT_URL = "http://127.0.0.1:8000"
 DEFAULT_TIMEOUT_S = 60.0
 COMPLETED = ("MET", "LATE")
+SENT_AT_HEADER = "X-Request-Sent-At"  # deadline propagation: the send time, Unix seconds
 
 
 class ClientError(RuntimeError):
@@ -53,6 +57,11 @@ class InferResult:
 
 def _as_list(inputs: Any) -> Any:
     return inputs.tolist() if hasattr(inputs, "tolist") else inputs
+
+
+def sent_at_headers(propagate: bool) -> dict[str, str]:
+    """The deadline-propagation header stamped now (wall clock: the one the server can compare), or none."""
+    return {SENT_AT_HEADER: f"{time.time():.6f}"} if propagate else {}
 
 
 def infer_body(model: str, inputs: Any, deadline_ms: float | None, request_id: str | None) -> dict[str, Any]:
@@ -90,15 +99,18 @@ def _models(response: httpx.Response) -> list[dict[str, Any]]:
 class EdgeClient:
     """Blocking client; reuses one pooled connection. ``timeout_s`` bounds each HTTP call."""
 
-    def __init__(self, url: str = DEFAULT_URL, timeout_s: float = DEFAULT_TIMEOUT_S) -> None:
+    def __init__(self, url: str = DEFAULT_URL, timeout_s: float = DEFAULT_TIMEOUT_S,
+                 propagate_deadlines: bool = False) -> None:
         self.url = url.rstrip("/")
+        self.propagate_deadlines = propagate_deadlines
         self._http = httpx.Client(timeout=timeout_s)
 
     def infer(self, model: str, inputs: Sequence[Any] | Any, deadline_ms: float | None = None,
               request_id: str | None = None) -> InferResult:
         """One sample (a nested list or an array shaped like the model's input) under ``deadline_ms``."""
         try:
-            r = self._http.post(f"{self.url}/v1/infer", json=infer_body(model, inputs, deadline_ms, request_id))
+            body = infer_body(model, inputs, deadline_ms, request_id)  # built before the send time is stamped
+            r = self._http.post(f"{self.url}/v1/infer", json=body, headers=sent_at_headers(self.propagate_deadlines))
         except httpx.HTTPError as exc:
             raise ClientError(f"{self.url}/v1/infer: {type(exc).__name__}: {exc}") from exc
         return parse_response(r)
@@ -129,15 +141,17 @@ class AsyncEdgeClient:
     """The same calls for asyncio; many requests may be in flight on one client."""
 
     def __init__(self, url: str = DEFAULT_URL, timeout_s: float = DEFAULT_TIMEOUT_S,
-                 max_connections: int = 256) -> None:
+                 max_connections: int = 256, propagate_deadlines: bool = False) -> None:
         self.url = url.rstrip("/")
+        self.propagate_deadlines = propagate_deadlines
         self._http = httpx.AsyncClient(timeout=timeout_s, limits=httpx.Limits(max_connections=max_connections))
 
     async def infer(self, model: str, inputs: Sequence[Any] | Any, deadline_ms: float | None = None,
                     request_id: str | None = None) -> InferResult:
         try:
-            r = await self._http.post(f"{self.url}/v1/infer",
-                                      json=infer_body(model, inputs, deadline_ms, request_id))
+            body = infer_body(model, inputs, deadline_ms, request_id)
+            r = await self._http.post(f"{self.url}/v1/infer", json=body,
+                                      headers=sent_at_headers(self.propagate_deadlines))
         except httpx.HTTPError as exc:
             raise ClientError(f"{self.url}/v1/infer: {type(exc).__name__}: {exc}") from exc
         return parse_response(r)

@@ -197,12 +197,31 @@ def test_load_calibration_steps_through_multiples_of_the_traces_rate_with_its_mi
     from workloads.trace import TraceRow
 
     rows = [TraceRow(i * 0.01, "a" if i % 3 else "b", 40.0 if i % 2 else 100.0, f"r{i}") for i in range(3000)]
-    cal = load_calibration_rows(rows, 40.0, seed=0)  # the trace runs at 100 req/s; 10 s per step
+    cal = load_calibration_rows(rows, 40.0, seed=0, kind="steps")  # the trace runs at 100 req/s; 10 s per step
     arrivals = [r.arrival_s for r in cal]
     assert arrivals == sorted(arrivals) and len({r.request_id for r in cal}) == len(cal)
     per_step = np.histogram(arrivals, bins=len(CALIBRATION_RATES), range=(0.0, 40.0))[0] / 10.0
     assert per_step == pytest.approx([100.0 * f for f in CALIBRATION_RATES], rel=0.1)
     assert {r.deadline_ms for r in cal} == {40.0, 100.0} and {r.model for r in cal} == {"a", "b"}
+
+
+def test_load_calibration_in_bursts_keeps_the_traces_mean_rate_and_mix_with_the_bundled_burst_shape():
+    from bench import live_workload as lw
+    from bench.fidelity import load_calibration_rows
+    from workloads.trace import TraceRow
+
+    rows = [TraceRow(i * 0.05, "a" if i % 3 else "b", 40.0 if i % 2 else 100.0, f"r{i}") for i in range(1200)]
+    cal = load_calibration_rows(rows, 600.0, seed=0)  # the trace runs at 20 req/s
+    arrivals = np.asarray([r.arrival_s for r in cal])
+    assert list(arrivals) == sorted(arrivals) and len({r.request_id for r in cal}) == len(cal)
+    assert len(cal) / 600.0 == pytest.approx(20.0, rel=0.15)
+    per_s = np.histogram(arrivals, bins=600, range=(0.0, 600.0))[0]
+    # Bursts: about ON_FRACTION of the seconds run near BURST_FACTOR x the mean, far above a Poisson's spread.
+    assert np.mean(per_s >= 0.7 * lw.BURST_FACTOR * 20.0) == pytest.approx(lw.ON_FRACTION, abs=0.1)
+    assert {r.deadline_ms for r in cal} == {40.0, 100.0} and {r.model for r in cal} == {"a", "b"}
+    assert sum(r.model == "a" for r in cal) / len(cal) == pytest.approx(2 / 3, abs=0.05)
+    with pytest.raises(ValueError, match="calibration must be one of bursts, steps"):
+        load_calibration_rows(rows, 10.0, seed=0, kind="waves")
 
 
 def test_overhead_is_drawn_at_each_requests_local_rate():

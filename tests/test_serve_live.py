@@ -113,6 +113,10 @@ def test_sync_and_async_clients(cluster, zoo):
         assert client.ready() and [m["name"] for m in client.models()] == names
         r = client.infer(names[0], sample(zoo[names[0]]), deadline_ms=5000, request_id="sync-1")
         assert r.outcome == "MET" and r.completed and r.request_id == "sync-1" and r.worker
+    before = metric_sum(scrape(url), "edgeserving_request_transit_seconds_count")
+    with EdgeClient(url, propagate_deadlines=True) as client:  # the send time goes along: the worker counts it
+        assert client.infer(names[0], sample(zoo[names[0]]), deadline_ms=5000).outcome == "MET"
+    assert metric_sum(scrape(url), "edgeserving_request_transit_seconds_count") == before + 1
 
     async def many():
         async with AsyncEdgeClient(url) as client:

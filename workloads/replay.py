@@ -32,6 +32,7 @@ from typing import Any
 import httpx
 import numpy as np
 
+from scheduler.client import sent_at_headers
 from scheduler.profile import Profile
 from scheduler.results import write_results
 from scheduler.summary import summarize
@@ -45,7 +46,6 @@ from workloads.trace import TraceRow
 DEFAULT_URL = "http://127.0.0.1:8000"
 DEFAULT_GRACE_MS = 2000.0  # client timeout beyond each request's deadline
 DEFAULT_BEHIND_MS = 10.0  # a p99 send lag above this means the replayer fell behind its schedule
-SENT_AT_HEADER = "X-Request-Sent-At"  # deadline propagation (scheduler.serving.validation)
 _START_DELAY_S = 0.1  # time zero is a little after setup, so the first sends are not late already
 _HEADERS_SENT = "http11.send_request_headers.started"
 
@@ -269,10 +269,8 @@ class _LiveRun:
         timeout_s = row.deadline_ms / 1000.0 + self.grace_s
         self.in_flight += 1
         self.peak_in_flight = max(self.peak_in_flight, self.in_flight)
-        headers = {"content-type": "application/json"}
         t_start = time.perf_counter()
-        if self.propagate_deadlines:
-            headers[SENT_AT_HEADER] = f"{time.time():.6f}"  # wall clock: the one the worker can compare with
+        headers = {"content-type": "application/json", **sent_at_headers(self.propagate_deadlines)}
         try:
             resp = await asyncio.wait_for(
                 self.client.post(self.paths.get(row.model, "/v1/infer"), content=body,
