@@ -535,13 +535,15 @@ def test_emulated_mode_answers_every_request_once_and_plain_shares_one_device(ha
         assert max(a["device_wait_ms"] for a in answers) >= 0.9 * min(a["slot_ms"] for a in answers)
         assert all(0 <= a["device_call_ms"] < 100 for a in answers)  # the actor call's own cost
 
-        args = argparse.Namespace(process="poisson", trace_seed=7, segment_s=None, ingress="proxy")
+        args = argparse.Namespace(process="poisson", trace_seed=7, segment_s=None, ingress="proxy",
+                                  propagate_deadlines=False)
         section = le._section(emu, 0.3, rows, replays, grid, "edgeserving", "lookahead", tmp_path, 1)
         result = le._report(emu, [section], [0.3], 2.0, [50.0], args, tmp_path, 1.0)
         (load,) = json.loads((tmp_path / "live.json").read_text())["loads"]
         assert [c["policy"] for c in load["configurations"]] == [
             "edgeserving", "lookahead", f"plain Ray Serve {grid[0].label()}"]
         assert result["capacity_rps"] == pytest.approx(emu.capacity_rps())
+        assert result["ingress"] == "proxy" and result["propagate_deadlines"] is False
         assert (tmp_path / "live-load0.3.png").stat().st_size > 10_000
         assert "issue 6" in (tmp_path / "live.md").read_text()
     finally:
