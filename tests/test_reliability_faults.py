@@ -205,6 +205,16 @@ class _Exploit:
         return (Path.touch, (Path(self.path),))
 
 
+def _serve_log_lines(tmp: Path, ids: list[str], limit: int = 40) -> list[str]:
+    """The lines of the cluster's Serve logs (proxy, replicas) that name one of ``ids``."""
+    lines = []
+    for log in sorted((tmp / "ray").glob("session_*/logs/serve/*.log")):
+        for line in log.read_text(errors="replace").splitlines():
+            if any(i in line for i in ids):
+                lines.append(f"{log.name}: {line[:300]}")
+    return lines[-limit:]
+
+
 def test_the_module_apps_still_serve_after_the_bad_deployments(cluster):
     for app in ("kill", "torch"):
         assert httpx.get(f"{cluster.url(app)}/v2/health/ready").status_code == 200
@@ -223,11 +233,15 @@ def test_a_killed_replica_fails_its_requests_promptly_and_serve_replaces_it(clus
 
     def one_slow(i: int) -> None:
         try:
+            # X-Request-Id: Serve's own logs name the request by it (see _serve_log_lines).
             r = httpx.post(f"{url}/v1/infer", json={"model": "slow", "inputs": [1, 2, 3, 4], "deadline_ms": 20_000,
-                                                    "request_id": f"slow-{i}"}, timeout=60)
-            slow.append({"status": r.status_code, "done_s": time.perf_counter(), "outcome": _outcome(r)})
+                                                    "request_id": f"slow-{i}"},
+                           headers={"X-Request-Id": f"slow-{i}"}, timeout=60)
+            slow.append({"id": f"slow-{i}", "status": r.status_code, "done_s": time.perf_counter(),
+                         "outcome": _outcome(r)})
         except httpx.HTTPError as exc:  # a transport error is an error too, as long as it is prompt
-            slow.append({"status": 599, "done_s": time.perf_counter(), "outcome": type(exc).__name__})
+            slow.append({"id": f"slow-{i}", "status": 599, "done_s": time.perf_counter(),
+                         "outcome": type(exc).__name__})
 
     with ThreadPoolExecutor(max_workers=12) as pool:
         zero_s = time.perf_counter()  # the replay's time zero is at most its set-up time later
@@ -246,7 +260,12 @@ def test_a_killed_replica_fails_its_requests_promptly_and_serve_replaces_it(clus
     # In flight on the victim: an error within PROMPT_S of the kill, nowhere near the 20 s deadline.
     errors = [s for s in slow if s["status"] >= 500]
     assert len(errors) >= 1, slow
-    assert all(s["done_s"] - kill_s <= PROMPT_S for s in errors), [round(s["done_s"] - kill_s, 2) for s in errors]
+    late = [s for s in errors if s["done_s"] - kill_s > PROMPT_S]
+    # Seen once in a full CI run (2026-12-01): one of four requests on the victim hung until the client's
+    # 60 s timeout; what Serve logged about it is in the message, for whoever meets it next.
+    if late:
+        print("\n".join(_serve_log_lines(cluster.tmp, [s["id"] for s in late])))  # shown with the failure
+    assert not late, [round(s["done_s"] - kill_s, 2) for s in errors]
     assert all(s["outcome"] == "MET" for s in slow if s["status"] < 500)
     # The replay: every request answered, none waited past its deadline plus the grace, only requests in
     # flight at the kill failed, and the survivor kept serving.
