@@ -14,12 +14,13 @@ must agree: one machine, or NTP-synced hosts).
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
+
+from scheduler.clock import unix_now
 
 DEFAULT_URL = "http://127.0.0.1:8000"
 DEFAULT_TIMEOUT_S = 60.0
@@ -61,7 +62,7 @@ def _as_list(inputs: Any) -> Any:
 
 def sent_at_headers(propagate: bool) -> dict[str, str]:
     """The deadline-propagation header stamped now (wall clock: the one the server can compare), or none."""
-    return {SENT_AT_HEADER: f"{time.time():.6f}"} if propagate else {}
+    return {SENT_AT_HEADER: f"{unix_now():.6f}"} if propagate else {}
 
 
 def infer_body(model: str, inputs: Any, deadline_ms: float | None, request_id: str | None) -> dict[str, Any]:
