@@ -363,10 +363,10 @@ def prediction_error(before: dict[str, float], after: dict[str, float]) -> dict[
     """The policy's own slot predictions over the replay, from the worker's metrics: slots, mean measured and
     mean (measured - predicted) slot time in ms (``edgeserving_slot_seconds``,
     ``edgeserving_slot_prediction_error_seconds``)."""
-    from bench.live_harness import metric_total
+    from bench.live_harness import metric_delta
 
     def delta(name: str) -> float:
-        return metric_total(after, name) - metric_total(before, name)
+        return metric_delta(before, after, name)
 
     n = delta("edgeserving_slot_prediction_error_seconds_count")
     if n <= 0:

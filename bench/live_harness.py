@@ -387,6 +387,11 @@ def metric_total(samples: Mapping[str, float], name: str, **labels: str) -> floa
     return total
 
 
+def metric_delta(before: Mapping[str, float], after: Mapping[str, float], name: str, **labels: str) -> float:
+    """How much ``name``'s samples with ``labels`` grew between two scrapes (``metric_total`` of each)."""
+    return metric_total(after, name, **labels) - metric_total(before, name, **labels)
+
+
 def cpu_snapshot() -> dict[str, float]:
     """CPU seconds (user + system) used so far by this process and every descendant (the local Ray
     cluster it started: GCS, raylet, Serve controller, proxy, replicas), by process title, summed over

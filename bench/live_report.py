@@ -85,15 +85,13 @@ def transit(before: Mapping[str, float], after: Mapping[str, float]) -> dict[str
     """Propagated deadlines over a replay, from the worker's metrics: calls that carried their send time, the
     mean time from the client's send to the handler, and the requests refused because their deadline had
     passed by then (``edgeserving_request_transit_seconds``, reason ``deadline_expired``)."""
-    from bench.live_harness import metric_total
+    from bench.live_harness import metric_delta
     from scheduler.serving.worker import DEADLINE_EXPIRED
 
-    def delta(name: str, **labels: str) -> float:
-        return metric_total(after, name, **labels) - metric_total(before, name, **labels)
-
-    n = delta("edgeserving_request_transit_seconds_count")
-    return {"calls": int(n), "mean_ms": 1000.0 * delta("edgeserving_request_transit_seconds_sum") / n if n else 0.0,
-            "expired": int(delta("edgeserving_requests_total", reason=DEADLINE_EXPIRED))}
+    n = metric_delta(before, after, "edgeserving_request_transit_seconds_count")
+    total_s = metric_delta(before, after, "edgeserving_request_transit_seconds_sum")
+    return {"calls": int(n), "mean_ms": 1000.0 * total_s / n if n else 0.0,
+            "expired": int(metric_delta(before, after, "edgeserving_requests_total", reason=DEADLINE_EXPIRED))}
 
 
 def transit_line(name: str, t: Mapping[str, float]) -> str:
