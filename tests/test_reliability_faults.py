@@ -43,6 +43,10 @@ ZOO = REPO_ROOT / "models" / "zoo_artifacts"
 TORCH_MODEL = "cnn1d_mnist1d"
 PROMPT_S = 2.0  # "promptly": an error this soon after the kill, for requests whose deadline is 20 s away
 CLIENT_GRACE_MS = 2000.0  # nobody may wait longer than deadline + this
+# A call Serve's proxy re-sends to the survivor after the kill arrives there without its body (it went to
+# the victim): the survivor answers 408 body_timeout after this, still "promptly".
+BODY_TIMEOUT_MS = 500.0
+N_SLOW = 8  # slow requests sent just before the kill
 
 
 @pytest.fixture(scope="module")
@@ -54,7 +58,7 @@ def cluster(request, tmp_path_factory):
     SERVE_CLUSTER["apps"] = {
         "kill": {"replicas": 2, "num_cpus": 0.5, "args": {
             "executor": "profile", "profile": str(write_profile(tmp / "kill.json", KILL_MS)), "bmax": 4,
-            "models": KILL_MODELS}},
+            "models": KILL_MODELS, "body_timeout_ms": BODY_TIMEOUT_MS}},
         "torch": {"num_cpus": 0.5, "import_path": "tests.fault_app:build_app", "args": {
             "profile": zoo["profile"], "bmax": 4, "models": {TORCH_MODEL: zoo["models"][TORCH_MODEL]}}},
     }
@@ -238,35 +242,36 @@ def test_a_killed_replica_fails_its_requests_promptly_and_serve_replaces_it(clus
                                                     "request_id": f"slow-{i}"},
                            headers={"X-Request-Id": f"slow-{i}"}, timeout=60)
             slow.append({"id": f"slow-{i}", "status": r.status_code, "done_s": time.perf_counter(),
-                         "outcome": _outcome(r)})
+                         "outcome": _outcome(r), "reason": _outcome(r, "reason")})
         except httpx.HTTPError as exc:  # a transport error is an error too, as long as it is prompt
             slow.append({"id": f"slow-{i}", "status": 599, "done_s": time.perf_counter(),
-                         "outcome": type(exc).__name__})
+                         "outcome": type(exc).__name__, "reason": None})
 
     with ThreadPoolExecutor(max_workers=12) as pool:
         zero_s = time.perf_counter()  # the replay's time zero is at most its set-up time later
         replay = pool.submit(replay_http, rows, url, grace_ms=CLIENT_GRACE_MS)
         time.sleep(1.5)
-        for i in range(8):
+        for i in range(N_SLOW):
             pool.submit(one_slow, i)
-        time.sleep(0.2)  # the slow requests are queued or running on both replicas by now
-        busy = {name: ray.get(handle.record_routing_stats.remote())["queued"] for name, handle in replicas.items()}
+        busy = _open_once_slow_arrive(replicas, N_SLOW)
         victim = max(busy, key=busy.get)
         kill_s = time.perf_counter()
         ray.kill(replicas[victim], no_restart=True)
         report = replay.result(timeout=120)
-    assert len(slow) == 8
+    assert len(slow) == N_SLOW
 
-    # In flight on the victim: an error within PROMPT_S of the kill, nowhere near the 20 s deadline.
+    # In flight on the victim: an error within PROMPT_S of the kill, nowhere near the 20 s deadline. A
+    # call still in Serve's proxy at the kill is re-sent to the survivor without its body: 408 body_timeout
+    # (before the bound, in 2 of 4 full-suite runs one hung there until the client's 60 s timeout).
+    resent = [s for s in slow if s["status"] == 408 and s["reason"] == "body_timeout"]
     errors = [s for s in slow if s["status"] >= 500]
-    assert len(errors) >= 1, slow
-    late = [s for s in errors if s["done_s"] - kill_s > PROMPT_S]
-    # Seen once in a full CI run (2026-12-01): one of four requests on the victim hung until the client's
-    # 60 s timeout; what Serve logged about it is in the message, for whoever meets it next.
-    if late:
+    assert len(errors) >= 1, (busy, victim, [(s["id"], s["status"], s["reason"], round(s["done_s"] - kill_s, 2))
+                                             for s in slow])
+    late = [s for s in errors + resent if s["done_s"] - kill_s > PROMPT_S]
+    if late:  # what Serve logged about them is in the message, for whoever meets it next
         print("\n".join(_serve_log_lines(cluster.tmp, [s["id"] for s in late])))  # shown with the failure
-    assert not late, [round(s["done_s"] - kill_s, 2) for s in errors]
-    assert all(s["outcome"] == "MET" for s in slow if s["status"] < 500)
+    assert not late, [round(s["done_s"] - kill_s, 2) for s in errors + resent]
+    assert all(s["outcome"] == "MET" for s in slow if s["status"] < 500 and s not in resent), slow
     # The replay: every request answered, none waited past its deadline plus the grace, only requests in
     # flight at the kill failed, and the survivor kept serving.
     results = report.results
@@ -284,7 +289,8 @@ def test_a_killed_replica_fails_its_requests_promptly_and_serve_replaces_it(clus
     # Serve restarts the replica and service recovers on both.
     new = _wait_replaced("kill", set(replicas), timeout_s=90)
     print(f"\nkill: {len(errors)} in-flight slow requests failed within "
-          f"{max(s['done_s'] - kill_s for s in errors):.2f} s; replay {Counter(r.outcome.value for r in results)}; "
+          f"{max(s['done_s'] - kill_s for s in errors):.2f} s, {len(resent)} re-sent without a body answered 408; "
+          f"replay {Counter(r.outcome.value for r in results)}; "
           f"replacement {new} up {time.perf_counter() - kill_s:.1f} s after the kill")
     seen = set()
     deadline = time.monotonic() + 30
@@ -306,9 +312,23 @@ def test_a_killed_replica_fails_its_requests_promptly_and_serve_replaces_it(clus
     assert metric_sum(m, "edgeserving_requests_received_total") == metric_sum(m, "edgeserving_requests_total")
 
 
-def _outcome(r: httpx.Response) -> str | None:
+def _open_once_slow_arrive(replicas: dict, n_slow: int, timeout_s: float = 10.0) -> dict[str, int]:
+    """Open requests per replica once the ``n_slow`` slow ones (600 ms slots) are inside the replicas: a
+    fixed sleep was too short on a loaded box (the kill then found them still in the proxy, which sent
+    them all to the survivor: nothing in flight on the victim)."""
+    import ray
+
+    deadline = time.monotonic() + timeout_s
+    while True:
+        busy = {name: ray.get(h.record_routing_stats.remote())["queued"] for name, h in replicas.items()}
+        if sum(busy.values()) >= n_slow or time.monotonic() > deadline:
+            return busy
+        time.sleep(0.02)
+
+
+def _outcome(r: httpx.Response, field: str = "outcome") -> str | None:
     try:
-        return r.json().get("outcome")
+        return r.json().get(field)
     except ValueError:
         return None
 

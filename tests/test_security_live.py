@@ -14,16 +14,19 @@ Teardown checks requests in = sum of outcomes with empty queues.
 
 from __future__ import annotations
 
+import http.client
+import json
 import os
 import pickle
 import socket
+import time
 from pathlib import Path
 
 import httpx
 import numpy as np
 import pytest
 
-from tests.conftest import demo_zoo_args
+from tests.conftest import demo_zoo_args, metric_sum, scrape, settled_metrics
 
 pytestmark = pytest.mark.serve
 
@@ -166,6 +169,33 @@ def test_payload_and_batch_limits_hold_over_http(cluster, model):
     assert r.status_code == 422 and f"exceeds the limit of {cfg.max_samples_per_request}" in r.json()["error"]
     ok = httpx.post(f"{url}/v1/infer", json={"model": model["name"], "inputs": batch[0].tolist()})
     assert ok.status_code == 200  # still serving
+
+
+def test_a_stalled_body_is_answered_408_after_the_body_timeout(cluster, model):
+    """A client that sends its headers and part of its body, then stalls, gets 408 body_timeout once
+    ``body_timeout_ms`` has passed (through Serve's proxy), and is counted as one REJECTED request."""
+    from scheduler.serving.config import parse_config
+
+    timeout_s = parse_config(cluster.apps["edgeserving"].args).body_timeout_ms / 1000
+    url = httpx.URL(cluster.url("edgeserving"))
+    before = metric_sum(scrape(str(url)), "edgeserving_requests_total", outcome="REJECTED", reason="body_timeout")
+    part = b'{"model": "' + model["name"].encode() + b'", "inputs": ['
+    conn = http.client.HTTPConnection(url.host, url.port, timeout=timeout_s + 20)
+    conn.putrequest("POST", f"{url.path.rstrip('/')}/v1/infer")
+    conn.putheader("Content-Type", "application/json")
+    conn.putheader("Content-Length", str(len(part) + 100))
+    start_s = time.monotonic()
+    conn.endheaders(message_body=part)  # ... and the other 100 bytes never come
+    answer = conn.getresponse()
+    waited_s = time.monotonic() - start_s
+    body = json.loads(answer.read())
+    conn.close()
+    assert answer.status == 408, body
+    assert (body["outcome"], body["reason"]) == ("REJECTED", "body_timeout") and "arrived" in body["error"]
+    assert timeout_s <= waited_s < timeout_s + 5, waited_s
+    after = metric_sum(settled_metrics(str(url)), "edgeserving_requests_total", outcome="REJECTED",
+                       reason="body_timeout")
+    assert after == before + 1
 
 
 # -- logs ------------------------------------------------------------------------------------------------------

@@ -144,7 +144,7 @@ def test_the_body_limit_is_enforced_while_reading_an_endless_stream():
 
     request = Request({"type": "http", "method": "POST", "headers": [], "path": "/v1/infer"}, receive)
     with pytest.raises(InputError) as info:
-        asyncio.run(read_body(request, limit=64 * 1024))
+        asyncio.run(read_body(request, limit=64 * 1024, timeout_s=5.0))
     assert info.value.status == 413 and info.value.code == "payload_too_large"
     assert sent["n"] == 64 * 1024 // 4096 + 1  # stopped one chunk past the limit
 
@@ -152,5 +152,36 @@ def test_the_body_limit_is_enforced_while_reading_an_endless_stream():
                         "headers": [(b"content-length", b"99999999")]}, receive)
     sent["n"] = 0
     with pytest.raises(InputError, match="99999999 bytes exceeds the limit"):
-        asyncio.run(read_body(declared, limit=64 * 1024))
+        asyncio.run(read_body(declared, limit=64 * 1024, timeout_s=5.0))
     assert sent["n"] == 0  # refused on the declared length, before reading anything
+
+
+def test_a_body_that_stops_arriving_is_refused_after_the_body_timeout():
+    """A client that sends part of its body and stalls, or a call re-sent by Serve without its body,
+    is answered 408 after the bound instead of holding the handler until the client gives up."""
+    from starlette.requests import Request
+
+    from scheduler.serving.api import read_body
+    from scheduler.serving.validation import InputError
+
+    parts = [{"type": "http.request", "body": b'{"model": ', "more_body": True}]
+
+    async def receive():  # the first part, then nothing more: the rest never comes
+        if parts:
+            return parts.pop()
+        await asyncio.Event().wait()
+
+    request = Request({"type": "http", "method": "POST", "path": "/v1/infer",
+                       "headers": [(b"content-length", b"200")]}, receive)
+    with pytest.raises(InputError) as info:
+        asyncio.run(read_body(request, limit=64 * 1024, timeout_s=0.05))
+    assert (info.value.status, info.value.code) == (408, "body_timeout")
+    assert "within 50 ms" in info.value.message and "(10 bytes arrived)" in info.value.message
+
+    whole = [{"type": "http.request", "body": b"{}", "more_body": False}]
+
+    async def receive_all():
+        return whole.pop()
+
+    done = Request({"type": "http", "method": "POST", "path": "/v1/infer", "headers": []}, receive_all)
+    assert asyncio.run(read_body(done, limit=64 * 1024, timeout_s=0.05)) == b"{}"  # a prompt body passes

@@ -74,6 +74,10 @@ class ServingConfig(BaseModel):
         False, description="refuse (503 deadline_infeasible) requests even the shallowest exit cannot meet")
     max_payload_bytes: int = Field(1 << 20, ge=256, description="largest request body; larger answers 413")
     max_deadline_ms: float = Field(60_000.0, gt=0, description="largest accepted deadline; larger answers 422")
+    body_timeout_ms: float = Field(
+        2000.0, gt=0, description="a request body not fully received this long after its headers answers 408 "
+                                  "body_timeout: a stalled client, or a call Serve's proxy re-sent to this replica "
+                                  "after its first replica died (its body went to the dead one)")
     max_samples_per_request: int = Field(
         16, ge=1, description="largest batch dimension of an Open Inference Protocol request")
     answer_grace_s: float = Field(

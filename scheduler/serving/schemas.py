@@ -51,7 +51,7 @@ class ErrorResponse(BaseModel):
     model: str | None
     outcome: Literal["REJECTED"]
     reason: str = Field(description="malformed_json, bad_request, unknown_model, bad_input, bad_deadline, "
-                                    "payload_too_large")
+                                    "payload_too_large, body_timeout, client_disconnected")
     error: str = Field(description="what was wrong and what was expected")
     deadline_met: bool = False
     expected_shape: list[int] | None = Field(None, description="the model's input_shape, when the model is known")
