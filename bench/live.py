@@ -65,6 +65,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
     add_ingress_argument(p)
     add_propagation_argument(p)
+    p.add_argument("--samples-per-call", type=int, default=1, metavar="N",
+                   help="send each trace row as one call of N samples (Open Inference Protocol, [N, *input_shape], "
+                        "the row's deadline for each; each sample is one request in the results), so the device, "
+                        "not the HTTP path, carries the load (default 1: one /v1 request per row)")
     p.add_argument("--out", default="out/bench-live", help="output folder (default out/bench-live)")
     p.add_argument("--json", action="store_true", help="print the summaries and verdicts as JSON")
     from bench.live_emulated import add_arguments as add_emulation
@@ -95,10 +99,12 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    status(f"bench live: {len(rows)} requests over {rows[-1].arrival_s:.0f} s, configurations: {reference}, {best}, "
+    per_call = f" (calls of {args.samples_per_call} samples)" if args.samples_per_call > 1 else ""
+    status(f"bench live: {len(rows)} requests{per_call} over {rows[-1].arrival_s:.0f} s, configurations: {reference}, "
+           f"{best}, "
            f"plain Ray Serve ({', '.join(b.label() for b in grid)}); load average {_loadavg()}")
     with LiveHarness(args.config, gpus=3, log=status, ingress=args.ingress,
-                     propagate_deadlines=args.propagate_deadlines) as h:
+                     propagate_deadlines=args.propagate_deadlines, samples_per_call=args.samples_per_call) as h:
         targets = deploy_all(h, reference, best, grid[0])
         warm = warmup_rows(WEIGHTS, WARMUP_RATE_RPS, 50.0, args.warmup_s)
         replays = replay_all(h, targets, grid, rows, repeats, warm, args.segment_s)
@@ -120,6 +126,8 @@ def policies(args: argparse.Namespace) -> tuple[str, str]:
         raise ValueError(f"the best policy and the reference are both {best!r}; pick two different policies")
     if args.repeats < 1:
         raise ValueError(f"--repeats must be >= 1, got {args.repeats}")
+    if getattr(args, "samples_per_call", 1) < 1:
+        raise ValueError(f"--samples-per-call must be >= 1, got {args.samples_per_call}")
     return reference, best
 
 
@@ -337,12 +345,16 @@ def _report(replays: Replays, grid: list, out: Path, reference: str, best: str, 
     path = "proxy included" if args.ingress == "proxy" else "straight to the replicas' ports (direct ingress)"
     if args.propagate_deadlines:
         path += "; deadlines propagated"
-    title = (f"bench live: {n_rows} requests x {repeats} repeat(s), judged client-side "
+    samples = args.samples_per_call
+    calls = f"{n_rows} requests" if samples == 1 else \
+        f"{n_rows} calls of {samples} samples = {n_rows * samples} requests"
+    title = (f"bench live: {calls} x {repeats} repeat(s), judged client-side "
              f"(latency from send to answer, {path})")
     comparison, reports = compare(replays, grid, reference, best, title, out)
     (out / "live.md").write_text(comparison.markdown)
     say(f"wrote {comparison.png}, {out / 'live.md'} and the per-request results in {out} ({wall_s:.0f} s in all)")
-    result = {"requests": n_rows, "repeats": repeats, "segment_s": args.segment_s, "judge": "client",
+    result = {"requests": n_rows * samples, "calls": n_rows, "samples_per_call": samples, "repeats": repeats,
+              "segment_s": args.segment_s, "judge": "client",
               "ingress": args.ingress, "propagate_deadlines": args.propagate_deadlines,
               "wall_s": wall_s, "load_average": _loadavg(), **comparison.to_json(replays, reports)}
     (out / "live.json").write_text(json.dumps(result, indent=2))

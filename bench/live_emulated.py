@@ -208,7 +208,7 @@ def run(args: argparse.Namespace) -> int:
     warm = warmup_rows(emu.weights, WARMUP_LOAD * emu.capacity_rps(), max(deadlines) * emu.dilation, args.warmup_s)
     sections = []
     with LiveHarness(args.config, gpus=3, log=status, ingress=args.ingress,
-                     propagate_deadlines=args.propagate_deadlines,
+                     propagate_deadlines=args.propagate_deadlines, samples_per_call=args.samples_per_call,
                      worker_args=emu.worker_args(profile_path, max(deadlines) * emu.dilation)) as h:
         targets = deploy_all(h, reference, best, grid[0])
         for i, load in enumerate(loads):
@@ -263,7 +263,8 @@ def _report(emu: Emulation, sections: list[dict[str, Any]], loads: list[float], 
               "capacity_rps": emu.capacity_rps(), "process": args.process, "deadlines_ms": deadlines,
               "load_seconds": seconds, "trace_seed": args.trace_seed, "segment_s": args.segment_s or None,
               "judge": "client", "ingress": args.ingress,
-              "propagate_deadlines": args.propagate_deadlines, "wall_s": wall_s,
+              "propagate_deadlines": args.propagate_deadlines, "samples_per_call": args.samples_per_call,
+              "wall_s": wall_s,
               "load_average": _loadavg(), "loads": [s["json"] for s in sections],
               "issue_6": {"load": first[0], **first[1].to_dict()} if first else None,
               "issue_7_met_at": met_7}

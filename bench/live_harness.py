@@ -94,7 +94,7 @@ class LiveHarness:
 
     def __init__(self, config_path: str | Path | None = None, *, gpus: int = 1, cpus: int = 2,
                  port: int | None = None, log: Log | None = None, worker_args: dict[str, Any] | None = None,
-                 ingress: str = "proxy", propagate_deadlines: bool = False) -> None:
+                 ingress: str = "proxy", propagate_deadlines: bool = False, samples_per_call: int = 1) -> None:
         from scheduler.serving import deploy
         from scheduler.serving.ingress import INGRESS_MODES
 
@@ -102,6 +102,9 @@ class LiveHarness:
             raise ValueError(f"ingress must be one of {', '.join(INGRESS_MODES)}, got {ingress!r}")
         self.ingress = ingress
         self.propagate_deadlines = propagate_deadlines  # every replay sends X-Request-Sent-At
+        if not (isinstance(samples_per_call, int) and samples_per_call >= 1):
+            raise ValueError(f"samples_per_call must be an int >= 1, got {samples_per_call!r}")
+        self.samples_per_call = samples_per_call  # every replay sends each row as one call of this many samples
 
         self.config_path = Path(config_path) if config_path else deploy.DEFAULT_CONFIG
         self.gpus = gpus
@@ -343,8 +346,17 @@ class LiveHarness:
                 bar.update(task, completed=done)
 
             return asyncio.run(areplay_http(rows, target.url, judge=judge, grace_ms=grace_ms, label=target.label,
-                                            paths=target.paths or None, on_progress=on_progress,
-                                            propagate_deadlines=propagate, **options))
+                                            paths=self._paths(target), on_progress=on_progress,
+                                            propagate_deadlines=propagate,
+                                            samples_per_call=self.samples_per_call, **options))
+
+    def _paths(self, target: Target) -> dict[str, str] | None:
+        """The POST path per model for ``target``'s replays (None: the replayer's default for the call size)."""
+        if target.kind != "plain":
+            return target.paths or None
+        from bench import plain_batched
+
+        return plain_batched.call_paths(target.paths, self.samples_per_call)
 
     def propagates(self, target: Target) -> bool:
         """Whether replays against ``target`` send their send time (header X-Request-Sent-At)."""

@@ -8,10 +8,13 @@ order, as soon as a batch forms. A small catalog application at the same prefix 
 ``GET /v1/models`` with the same model descriptions edgeserving gives, so the open-loop replayer
 drives both the same way (``workloads.replay.areplay_http(..., paths=...)``).
 
-Routes under ``prefix`` (default ``/plain``): ``GET {prefix}/v1/models`` and
-``POST {prefix}/{model}/v1/infer`` with the body of ``POST /v1/infer``. The answer follows the HTTP
-API contract so the replayer reads it unchanged; the server knows no deadlines, so its ``outcome``
-is always MET and the replayer judges every request client-side (``judge="client"``).
+Routes under ``prefix`` (default ``/plain``): ``GET {prefix}/v1/models``,
+``POST {prefix}/{model}/v1/infer`` with the body of ``POST /v1/infer``, and
+``POST {prefix}/{model}/v2/models/{model}/infer`` with an Open Inference Protocol call of N samples
+(``bench live --samples-per-call``): each sample is one item of ``@serve.batch``, as a user batching
+per sample would deploy it. The answer follows the HTTP API contract (per-sample ``outputs`` for
+v2) so the replayer reads it unchanged; the server knows no deadlines, so its ``outcome`` is always
+MET and the replayer judges every request client-side (``judge="client"``).
 
 Batching is set at deploy time and changed live through ``user_config``
 (``{"max_batch_size": B, "batch_wait_timeout_s": T}``), so one deployment serves every setting of
@@ -109,19 +112,43 @@ class _PlainModel:
 
     async def __call__(self, request: HttpRequest) -> JSONResponse:
         arrived = time.perf_counter()
+        v2 = "/v2/" in request.url.path
         try:
             body = json.loads(await request.body())
-            x = self.parse(body["inputs"])
-            if tuple(x.shape) != tuple(self.input_shape):
-                raise ValueError(f"inputs of shape {list(x.shape)}; expected {list(self.input_shape)}")
-        except (ValueError, KeyError, TypeError) as exc:
+            xs = self._samples_v2(body) if v2 else [self.parse(body["inputs"])]
+            for x in xs:
+                if tuple(x.shape) != tuple(self.input_shape):
+                    raise ValueError(f"inputs of shape {list(x.shape)}; expected {list(self.input_shape)}")
+        except (ValueError, KeyError, TypeError, IndexError, AttributeError) as exc:
             return JSONResponse({"request_id": None, "model": self.name, "outcome": "REJECTED",
                                  "reason": f"bad_input: {exc}"[:300]}, status_code=422)
-        out = await self.run_batch((x, arrived))
+        outs = await asyncio.gather(*(self.run_batch((x, arrived)) for x in xs))
         latency_ms = (time.perf_counter() - arrived) * 1000.0
-        return JSONResponse({"request_id": body.get("request_id"), "model": self.name, "outcome": "MET",
-                             "reason": None, "exit": self.final_exit, "latency_ms": latency_ms,
-                             "deadline_ms": None, "deadline_met": None, **out})
+        top = {"model": self.name, "outcome": "MET", "reason": None, "exit": self.final_exit,
+               "latency_ms": latency_ms, "deadline_ms": None, "deadline_met": None}
+        if not v2:
+            return JSONResponse({"request_id": body.get("request_id"), **top, **outs[0]})
+        n = [len(xs)]
+        columns = {"outcome": ("BYTES", ["MET"] * len(xs)), "reason": ("BYTES", [""] * len(xs)),
+                   "exit": ("BYTES", [self.final_exit] * len(xs)), "latency_ms": ("FP64", [latency_ms] * len(xs)),
+                   **{k: (t, [o[k] for o in outs]) for k, t in (("batch_size", "INT32"), ("queue_ms", "FP64"),
+                                                               ("slot_ms", "FP64"))}}
+        if all(o["prediction"] is not None for o in outs):
+            columns["prediction"] = ("INT64", [o["prediction"] for o in outs])
+            columns["confidence"] = ("FP32", [o["confidence"] for o in outs])
+        return JSONResponse({"id": body.get("id"), "request_id": body.get("id"), **top, "outputs": [
+            {"name": k, "datatype": t, "shape": n, "data": data} for k, (t, data) in columns.items()]})
+
+    def _samples_v2(self, body: dict[str, Any]) -> list[Any]:
+        """The samples of an OIP call: one input tensor of shape ``[N, *input_shape]``, data flat or nested."""
+        import numpy as np
+
+        tensor = body["inputs"][0]
+        shape = [int(d) for d in tensor["shape"]]
+        if len(shape) != len(self.input_shape) + 1 or shape[0] < 1:
+            raise ValueError(f"input shape {shape}; expected [N, {', '.join(map(str, self.input_shape))}]")
+        batch = np.asarray(tensor["data"], dtype=np.float32).reshape(shape)
+        return [self.parse(sample.tolist()) for sample in batch]
 
 
 @serve.deployment(name="PlainModel", max_ongoing_requests=MAX_ONGOING_REQUESTS)
@@ -234,3 +261,11 @@ def applications(model_args: Mapping[str, Mapping[str, Any]], catalog: Sequence[
 def infer_paths(models: Sequence[str]) -> dict[str, str]:
     """The replayer's POST path per model, relative to the plain prefix's URL."""
     return {m: f"/{m}/v1/infer" for m in models}
+
+
+def call_paths(paths: Mapping[str, str], samples_per_call: int) -> dict[str, str]:
+    """``paths`` (``/v1/infer`` per model, relative or absolute) for calls of ``samples_per_call`` samples:
+    unchanged for one, else each model's Open Inference Protocol route beside it."""
+    if samples_per_call == 1:
+        return dict(paths)
+    return {m: p.removesuffix("/v1/infer") + f"/v2/models/{m}/infer" for m, p in paths.items()}

@@ -462,6 +462,27 @@ def test_harness_replays_the_same_trace_against_edgeserving_and_plain_ray_serve(
 
 
 @pytest.mark.serve
+def test_calls_of_several_samples_reach_edgeserving_and_plain_ray_serve_alike(harness):
+    from bench.live_workload import generate_rows
+
+    rows = generate_rows(10.0, 1.0, seed=5)[:6]
+    edge = harness.deploy_edgeserving("edgeserving", "edgeserving")
+    plain = harness.deploy_plain(Batching(8, 0.001))
+    harness.samples_per_call = 4
+    try:
+        reports = {t.label: harness.replay(t, rows) for t in (edge, plain)}
+    finally:
+        harness.samples_per_call = 1
+    for label, rep in reports.items():
+        assert [r.request.id for r in rep.results] == [f"{r.request_id}.{k}" for r in rows for k in range(4)], label
+        assert all(r.outcome in (Outcome.MET, Outcome.LATE) and r.batch_size >= 1 for r in rep.results), label
+    # Plain Ray Serve batches the samples of a call like any other items (@serve.batch, up to 8).
+    assert max(r.batch_size for r in reports["plain Ray Serve"].results) >= 2
+    finals = {m: reports["plain Ray Serve"].profile.model(m).exits[-1] for m in {r.model for r in rows}}
+    assert all(r.exit == finals[r.request.model] for r in reports["plain Ray Serve"].results)
+
+
+@pytest.mark.serve
 def test_fidelity_replays_calibration_and_trace_in_alternating_windows_and_counts_each_side(harness):
     from bench.fidelity import load_calibration_rows
     from bench.fidelity_runs import measure
@@ -536,7 +557,7 @@ def test_emulated_mode_answers_every_request_once_and_plain_shares_one_device(ha
         assert all(0 <= a["device_call_ms"] < 100 for a in answers)  # the actor call's own cost
 
         args = argparse.Namespace(process="poisson", trace_seed=7, segment_s=None, ingress="proxy",
-                                  propagate_deadlines=False)
+                                  propagate_deadlines=False, samples_per_call=1)
         section = le._section(emu, 0.3, rows, replays, grid, "edgeserving", "lookahead", tmp_path, 1)
         result = le._report(emu, [section], [0.3], 2.0, [50.0], args, tmp_path, 1.0)
         (load,) = json.loads((tmp_path / "live.json").read_text())["loads"]
@@ -544,6 +565,7 @@ def test_emulated_mode_answers_every_request_once_and_plain_shares_one_device(ha
             "edgeserving", "lookahead", f"plain Ray Serve {grid[0].label()}"]
         assert result["capacity_rps"] == pytest.approx(emu.capacity_rps())
         assert result["ingress"] == "proxy" and result["propagate_deadlines"] is False
+        assert result["samples_per_call"] == 1
         assert (tmp_path / "live-load0.3.png").stat().st_size > 10_000
         assert "issue 6" in (tmp_path / "live.md").read_text()
     finally:

@@ -105,3 +105,23 @@ def test_propagated_deadlines_reach_the_worker_and_an_expired_one_is_refused(clu
     expired = (metric_sum(after, "edgeserving_requests_total", reason="deadline_expired")
                - metric_sum(before, "edgeserving_requests_total", reason="deadline_expired"))
     assert expired == 1
+
+
+def test_calls_of_several_samples_account_each_sample_as_one_request(cluster):
+    import httpx
+
+    url = cluster.url("replay")
+    models = [m["name"] for m in httpx.get(f"{url}/v1/models").json()["models"]]
+    rows = [TraceRow(0.05 * i, models[i % len(models)], 2000.0, f"c{i}", input_seed=i) for i in range(6)]
+    before = scrape(url)
+    report = replay_http(rows, url, judge="server", samples_per_call=3)
+    after = scrape(url)
+    assert [r.request.id for r in report.results] == [f"c{i}.{k}" for i in range(6) for k in range(3)]
+    assert [r.outcome.value for r in report.results] == ["MET"] * 18, [r.reason for r in report.results]
+    assert all(r.exit and r.batch_size >= 1 and r.slot_ms > 0 for r in report.results)
+    assert report.summary()["requests"] == 18 and report.to_json()["replay"]["trace_rows"] == 18
+    b, a = _counts(before), _counts(after)
+    assert a["received"] - b["received"] == 18 and a["MET"] - b["MET"] == 18
+    # The three samples of a call share its round trip (the client has no sample's answer before the call's).
+    for i in range(6):
+        assert len({r.latency_ms for r in report.results[3 * i:3 * i + 3]}) == 1

@@ -183,6 +183,8 @@ def test_v2_batch_answer_reports_the_worst_sample_and_per_sample_outputs():
     assert status == 200 and body["outcome"] == "LATE" and body["latency_ms"] == 70.0
     outputs = {o["name"]: o["data"] for o in body["outputs"]}
     assert outputs["outcome"] == ["MET", "LATE"] and outputs["prediction"] == [3, 4] and outputs["exit"] == ["e2", "e1"]
+    assert outputs["batch_size"] == [2, 2] and outputs["reason"] == ["", ""]
+    assert outputs["latency_ms"] == [10.0, 70.0] and outputs["queue_ms"] == [-1.0, -1.0]  # no queue time given
 
 
 def test_edge_errors_carry_outcome_reason_and_expected_shape():

@@ -31,6 +31,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     live.add_argument("--propagate-deadlines", action="store_true",
                       help="send each request's send time (header X-Request-Sent-At) so the server counts its "
                            "deadline from the send, not from its receipt; client and server must share a clock")
+    live.add_argument("--samples-per-call", type=int, default=1, metavar="N",
+                      help="send each row as one Open Inference Protocol call of N samples, each one request in the "
+                           "results (default 1: one /v1 request per row)")
     live.add_argument("--label", help="policy name for the summary (default: as the server reports it)")
     live.add_argument("--behind-ms", type=float, default=DEFAULT_BEHIND_MS,
                       help=f"p99 send lag above which the replay says it fell behind (default {DEFAULT_BEHIND_MS:g})")
@@ -64,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
             report = replay_http(
                 rows, args.url, grace_ms=args.grace_ms, max_requests=args.max_requests,
                 max_seconds=args.max_seconds, judge=args.judge, label=args.label, behind_ms=args.behind_ms,
-                propagate_deadlines=args.propagate_deadlines,
+                propagate_deadlines=args.propagate_deadlines, samples_per_call=args.samples_per_call,
                 on_progress=progress.start_for(rows, args.max_requests, args.max_seconds))
     if args.results:
         report.write_results(args.results)

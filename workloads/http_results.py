@@ -10,6 +10,11 @@ Rules (the HTTP API contract of the common brief):
 - anything else (a body that breaks the contract, an exit the model does not have): FAILED with
   reason ``protocol_error: ...``; timeouts and transport errors are FAILED with
   ``client_timeout ...`` / ``client_error: ...`` (see ``workloads.replay``).
+- an Open Inference Protocol call of N samples (``results_from_v2``): one result per sample, each
+  judged by the rules above on that sample's entries of the per-sample ``outputs`` (its status: 200
+  when it completed, else the call's); the client-side latency is the call's, for every sample (the
+  client has no sample's answer before the call's). A body without per-sample outputs (an edge
+  error) gives every sample the call's outcome.
 """
 
 from __future__ import annotations
@@ -40,6 +45,36 @@ def result_from_response(request: Request, status: int, body: Any, latency_ms: f
         return RequestResult(request, outcome, reason=str(reason)[:300] if reason else f"http_{status}",
                              batch_size=_positive_int(body.get("batch_size")))
     return failed(request, f"protocol_error: http_{status} with outcome {_field(body, 'outcome')!r}")
+
+
+def results_from_v2(requests: Sequence[Request], status: int, body: Any, latency_ms: float,
+                    exits: Sequence[str], judge: str = "server") -> list[RequestResult]:
+    """One result per sample of an OIP call whose samples are ``requests`` (in the order sent)."""
+    outputs = body.get("outputs") if isinstance(body, dict) else None
+    if not isinstance(outputs, list):
+        return [result_from_response(r, status, body, latency_ms, exits, judge) for r in requests]
+    columns = {o.get("name"): o.get("data") for o in outputs if isinstance(o, dict)}
+    if not all(isinstance(columns.get(k), list) and len(columns[k]) == len(requests) for k in _PER_SAMPLE):
+        reason = f"protocol_error: http_{status} without the per-sample outputs {list(_PER_SAMPLE)} for " \
+                 f"{len(requests)} samples"
+        return [failed(r, reason) for r in requests]
+    results = []
+    for k, request in enumerate(requests):
+        sample = {name: _absent_to_none(data[k]) for name, data in columns.items() if isinstance(data, list)
+                  and len(data) == len(requests)}
+        outcome = _outcome(sample)
+        completed = outcome in (Outcome.MET, Outcome.LATE)
+        results.append(result_from_response(request, 200 if completed else (status if status != 200 else 500),
+                                            sample, latency_ms, exits, judge))
+    return results
+
+
+_PER_SAMPLE = ("outcome", "reason", "exit", "batch_size")
+
+
+def _absent_to_none(v: Any) -> Any:
+    """The v2 outputs' markers for "none" (-1, "") as the /v1 body's null."""
+    return None if v == "" or (isinstance(v, int | float) and not isinstance(v, bool) and v == -1) else v
 
 
 def _completed(request: Request, body: dict, outcome: Outcome, latency_ms: float, exits: Sequence[str],

@@ -30,3 +30,18 @@ def infer_body(row: TraceRow, index: int, shape: Sequence[int]) -> bytes:
     body = {"model": row.model, "inputs": make_inputs(shape, seed), "deadline_ms": row.deadline_ms,
             "request_id": row.request_id}
     return json.dumps(body, separators=(",", ":")).encode()
+
+
+def sample_seed(row: TraceRow, index: int, sample: int, samples: int) -> int:
+    """The input seed of sample ``sample`` of a call of ``samples`` made from one trace row."""
+    seed = row.input_seed if row.input_seed is not None else index
+    return seed * samples + sample
+
+
+def infer_body_v2(row: TraceRow, index: int, shape: Sequence[int], samples: int) -> bytes:
+    """The ``POST /v2/models/{model}/infer`` JSON body for one trace row sent as one call of ``samples``
+    samples (shape ``[samples, *shape]``), every one with the row's deadline."""
+    data = [make_inputs(shape, sample_seed(row, index, k, samples)) for k in range(samples)]
+    body = {"id": row.request_id, "parameters": {"deadline_ms": row.deadline_ms},
+            "inputs": [{"name": "input", "shape": [samples, *shape], "datatype": "FP32", "data": data}]}
+    return json.dumps(body, separators=(",", ":")).encode()

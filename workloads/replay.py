@@ -11,7 +11,11 @@ the last byte of the answer. The send lag (when the request's headers went on th
 scheduled time) is recorded per request and summarised; a replay whose p99 lag exceeds
 ``behind_ms`` reports that it fell behind. With ``propagate_deadlines`` each request also carries
 its send time (header ``X-Request-Sent-At``, Unix seconds, taken when its latency clock starts), so
-the worker counts the deadline from the same moment the client does.
+the worker counts the deadline from the same moment the client does. With ``samples_per_call`` N > 1
+each row goes out as one Open Inference Protocol call of N samples (``/v2/models/{model}/infer``,
+shape ``[N, *input_shape]``, the row's deadline for each), as a camera sending a burst of frames
+would: every sample is one request with its own result (ids ``<row id>.<k>``), judged from the
+answer's per-sample outputs, with the call's round trip as its latency; the send lag is per call.
 
 Simulated (``replay_simulated``): the same trace rows through ``scheduler.simulator``, giving the
 same results schema, so live and simulated runs compare in one report.
@@ -38,8 +42,8 @@ from scheduler.results import write_results
 from scheduler.summary import summarize
 from scheduler.types import Outcome, Request, RequestResult
 from workloads.http_pool import LifoPoolTransport
-from workloads.http_results import JUDGES, failed, result_from_response
-from workloads.inputs import infer_body
+from workloads.http_results import JUDGES, failed, result_from_response, results_from_v2
+from workloads.inputs import infer_body, infer_body_v2
 from workloads.live_models import LiveModels, parse_models
 from workloads.trace import TraceRow
 
@@ -170,7 +174,7 @@ async def areplay_http(rows: Sequence[TraceRow], url: str = DEFAULT_URL, *, grac
                        behind_ms: float = DEFAULT_BEHIND_MS,
                        on_progress: ProgressFn | None = None,
                        paths: Mapping[str, str] | None = None,
-                       propagate_deadlines: bool = False) -> ReplayReport:
+                       propagate_deadlines: bool = False, samples_per_call: int = 1) -> ReplayReport:
     """Open-loop replay over HTTP (see the module docstring).
 
     ``judge``: "server" keeps the server's MET/LATE; "client" re-judges completed requests by the
@@ -179,8 +183,12 @@ async def areplay_http(rows: Sequence[TraceRow], url: str = DEFAULT_URL, *, grac
     out and come back. ``paths`` maps a model to the path its requests are POSTed to (default
     ``/v1/infer`` for every model), for servers that route by path, such as one application per model.
     ``propagate_deadlines`` sends each request's send time (header X-Request-Sent-At): client and
-    server must share a clock (one machine, or NTP-synced hosts).
+    server must share a clock (one machine, or NTP-synced hosts). ``samples_per_call`` sends each row as
+    one call of that many samples (``paths`` then name the OIP path per model; default
+    ``/v2/models/{model}/infer``).
     """
+    if not (isinstance(samples_per_call, int) and samples_per_call >= 1):
+        raise ValueError(f"samples_per_call must be an int >= 1, got {samples_per_call!r}")
     if judge not in JUDGES:
         raise ValueError(f"unknown judge {judge!r}; choose one of {', '.join(JUDGES)}")
     if not grace_ms >= 0:
@@ -198,13 +206,14 @@ async def areplay_http(rows: Sequence[TraceRow], url: str = DEFAULT_URL, *, grac
         missing = sorted({r.model for r in chosen} - served)
         if missing:
             raise ValueError(f"the trace uses model(s) {missing} that {url} does not serve; it serves {sorted(served)}")
-        run = _LiveRun(client, live, judge, grace_ms / 1000.0, on_progress, paths, propagate_deadlines)
+        run = _LiveRun(client, live, judge, grace_ms / 1000.0, on_progress, paths, propagate_deadlines,
+                       samples_per_call)
         await run.send_all(chosen)
     results = run.results_in_order()
     lags = np.asarray(run.lag_s) * 1000.0
-    return ReplayReport("live", url, label or live.policy or "live", live.profile, results, len(rows),
-                        wall_s=run.wall_s, lag=SendLag.of(lags, behind_ms), send_lag_ms=lags,
-                        client_late=run.client_late, peak_in_flight=run.peak_in_flight)
+    return ReplayReport("live", url, label or live.policy or "live", live.profile, results,
+                        len(rows) * samples_per_call, wall_s=run.wall_s, lag=SendLag.of(lags, behind_ms),
+                        send_lag_ms=lags, client_late=run.client_late, peak_in_flight=run.peak_in_flight)
 
 
 async def fetch_models(client: httpx.AsyncClient, url: str) -> LiveModels:
@@ -228,15 +237,16 @@ class _LiveRun:
 
     def __init__(self, client: httpx.AsyncClient, live: LiveModels, judge: str, grace_s: float,
                  on_progress: ProgressFn | None, paths: Mapping[str, str] | None = None,
-                 propagate_deadlines: bool = False) -> None:
+                 propagate_deadlines: bool = False, samples_per_call: int = 1) -> None:
         self.client = client
+        self.samples = samples_per_call
         self.propagate_deadlines = propagate_deadlines
         self.paths = dict(paths or {})
         self.live = live
         self.judge = judge
         self.grace_s = grace_s
         self.on_progress = on_progress
-        self.results: list[RequestResult | None] = []
+        self.results: list[list[RequestResult] | None] = []  # per row: its samples' results
         self.lag_s: list[float] = []
         self.sent = self.done = self.in_flight = self.peak_in_flight = self.client_late = 0
         self.wall_s = 0.0
@@ -248,7 +258,8 @@ class _LiveRun:
         tasks = []
         start = time.perf_counter() + _START_DELAY_S
         for i, row in enumerate(rows):
-            body = infer_body(row, i, self.live.shapes[row.model])  # built before its time comes
+            shape = self.live.shapes[row.model]  # the body is built before its time comes
+            body = infer_body(row, i, shape) if self.samples == 1 else infer_body_v2(row, i, shape, self.samples)
             delay = start + row.arrival_s - time.perf_counter()
             # Yield even when late: otherwise a sender that fell behind would starve the sends it spawned.
             await asyncio.sleep(max(delay, 0.0))
@@ -259,7 +270,7 @@ class _LiveRun:
         self.wall_s = time.perf_counter() - start
 
     async def _send(self, i: int, row: TraceRow, body: bytes, scheduled: float) -> None:
-        request = _request(row)
+        requests = self._requests(row)
         headers_sent: list[float] = []
 
         async def trace(event: str, info: dict) -> None:
@@ -273,7 +284,7 @@ class _LiveRun:
         headers = {"content-type": "application/json", **sent_at_headers(self.propagate_deadlines)}
         try:
             resp = await asyncio.wait_for(
-                self.client.post(self.paths.get(row.model, "/v1/infer"), content=body,
+                self.client.post(self.paths.get(row.model, self._default_path(row.model)), content=body,
                                  headers=headers, extensions={"trace": trace}),
                 timeout_s)
             latency_ms = (time.perf_counter() - t_start) * 1000.0
@@ -281,22 +292,36 @@ class _LiveRun:
                 payload = resp.json()
             except ValueError:
                 payload = None
-            result = result_from_response(request, resp.status_code, payload, latency_ms,
-                                          self.live.profile.model(row.model).exits, self.judge)
-            if (result.outcome is Outcome.MET and result.latency_ms is not None
-                    and result.latency_ms > row.deadline_ms):
-                self.client_late += 1
+            exits = self.live.profile.model(row.model).exits
+            if self.samples == 1:
+                results = [result_from_response(requests[0], resp.status_code, payload, latency_ms, exits, self.judge)]
+            else:
+                results = results_from_v2(requests, resp.status_code, payload, latency_ms, exits, self.judge)
+            self.client_late += sum(1 for r in results if r.outcome is Outcome.MET and r.latency_ms is not None
+                                    and r.latency_ms > row.deadline_ms)
         except asyncio.TimeoutError:
-            result = failed(request, f"client_timeout after {timeout_s * 1000:.0f} ms (deadline + grace)")
+            results = [failed(r, f"client_timeout after {timeout_s * 1000:.0f} ms (deadline + grace)")
+                       for r in requests]
         except httpx.HTTPError as exc:
-            result = failed(request, f"client_error: {type(exc).__name__}: {exc}")
-        except Exception as exc:  # any other failure still ends this request with one outcome
-            result = failed(request, f"client_error: {type(exc).__name__}: {exc}")
+            results = [failed(r, f"client_error: {type(exc).__name__}: {exc}") for r in requests]
+        except Exception as exc:  # any other failure still ends each of its requests with one outcome
+            results = [failed(r, f"client_error: {type(exc).__name__}: {exc}") for r in requests]
         self.lag_s[i] = (headers_sent[0] if headers_sent else t_start) - scheduled
-        self.results[i] = result
+        self.results[i] = results
         self.in_flight -= 1
         self.done += 1
         self._progress()
+
+    def _requests(self, row: TraceRow) -> list[Request]:
+        """The requests one row's call carries: the row itself, or one per sample."""
+        if self.samples == 1:
+            return [_request(row)]
+        one = _request(row)
+        return [Request(f"{one.id}.{k}", one.model, one.arrival_s, one.deadline_s, label=one.label)
+                for k in range(self.samples)]
+
+    def _default_path(self, model: str) -> str:
+        return "/v1/infer" if self.samples == 1 else f"/v2/models/{model}/infer"
 
     def _progress(self) -> None:
         if self.on_progress is not None:
@@ -305,4 +330,4 @@ class _LiveRun:
     def results_in_order(self) -> list[RequestResult]:
         missing = [i for i, r in enumerate(self.results) if r is None]
         assert not missing, f"{len(missing)} requests ended without a result"
-        return [r for r in self.results if r is not None]
+        return [r for per_row in self.results if per_row is not None for r in per_row]

@@ -237,7 +237,11 @@ class Worker:
                             {"name": "confidence", "datatype": "FP32", "shape": [-1]},
                             {"name": "exit", "datatype": "BYTES", "shape": [-1]},
                             {"name": "outcome", "datatype": "BYTES", "shape": [-1]},
-                            {"name": "latency_ms", "datatype": "FP64", "shape": [-1]}],
+                            {"name": "reason", "datatype": "BYTES", "shape": [-1]},
+                            {"name": "batch_size", "datatype": "INT32", "shape": [-1]},
+                            {"name": "latency_ms", "datatype": "FP64", "shape": [-1]},
+                            {"name": "queue_ms", "datatype": "FP64", "shape": [-1]},
+                            {"name": "slot_ms", "datatype": "FP64", "shape": [-1]}],
                 "parameters": m.describe()}
 
     @app.get("/v2/health/live", response_model=schemas.Live, summary="The worker process answers")

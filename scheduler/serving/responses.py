@@ -80,11 +80,15 @@ def v2_response(call: InferCall, results: Sequence[RequestResult]) -> tuple[int,
                     "confidence": None, "latency_ms": _ms(max(lat)) if lat else None,
                     "deadline_met": all(r.outcome is Outcome.MET for r in results)})
     shape = [n] if call.batched else [1]
+    # Per sample, what /v1 answers at the top level (absent values: "" for text, -1 for numbers), so a
+    # client of a batch call can account each sample as one request (workloads.http_results).
     outputs = [
         {"name": "outcome", "datatype": "BYTES", "shape": shape, "data": [r.outcome.value for r in results]},
+        {"name": "reason", "datatype": "BYTES", "shape": shape, "data": [r.reason or "" for r in results]},
         {"name": "exit", "datatype": "BYTES", "shape": shape, "data": [r.exit or "" for r in results]},
-        {"name": "latency_ms", "datatype": "FP64", "shape": shape,
-         "data": [_ms(r.latency_ms) if r.latency_ms is not None else -1.0 for r in results]},
+        {"name": "batch_size", "datatype": "INT32", "shape": shape, "data": [r.batch_size or -1 for r in results]},
+        *({"name": name, "datatype": "FP64", "shape": shape, "data": [_ms_or_absent(getattr(r, name)) for r in results]}
+          for name in ("latency_ms", "queue_ms", "slot_ms")),
     ]
     if all(r.prediction is not None for r in results):
         outputs.append({"name": "prediction", "datatype": "INT64", "shape": shape,
@@ -110,6 +114,12 @@ def error_response(err: InputError, request_id: str | None, expected_shape: Sequ
 
 def _ms(v: float | None) -> float | None:
     return None if v is None or not math.isfinite(v) else round(v, 4)
+
+
+def _ms_or_absent(v: float | None) -> float:
+    """A per-sample time in a numeric output tensor: -1 where there is none (JSON tensors hold no nulls)."""
+    ms = _ms(v)
+    return -1.0 if ms is None else ms
 
 
 def _confidence(result: RequestResult) -> float | None:

@@ -101,8 +101,9 @@ class V2OutputTensor(BaseModel):
 
 
 class V2InferResponse(InferResponse):
-    """Per-sample ``outputs`` (outcome, exit, latency_ms, prediction, confidence) plus the contract's fields;
-    for a batch the top-level outcome is the worst sample's."""
+    """Per-sample ``outputs`` (outcome, reason, exit, batch_size, latency_ms, queue_ms, slot_ms, prediction,
+    confidence; -1 or "" where a sample has none) plus the contract's fields; for a batch the top-level
+    outcome is the worst sample's."""
 
     model_name: str
     model_version: str
