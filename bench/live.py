@@ -323,6 +323,9 @@ def compare(replays: Replays, grid: list, reference: str, best: str, title: str,
                 lr.reference_target(summaries["reference"], summaries["best"])]
     lines = [lr.prediction_line(labels[k], pred) for k, pred in replays.predictions.items()]
     lines += [lr.transit_line(labels[k], t) for k, t in replays.transit.items()]
+    if len(runs["reference"]) > 1:
+        lines.append(lr.segment_line([labels["reference"], labels["best"], labels[chosen]],
+                                     [reports["reference"], reports["best"], reports[chosen]]))
     if len(plains) > 1:
         lines.append(f"plain Ray Serve baseline for the target: {labels[chosen]} (fewest violations of "
                      f"{len(plains)} settings)")

@@ -101,6 +101,30 @@ def transit_line(name: str, t: Mapping[str, float]) -> str:
             f"to the worker's handler, {t['expired']} refused as expired on arrival")
 
 
+def segment_violations(results: Sequence[Any]) -> dict[str, float]:
+    """Violation % per replay (segment or repeat) of a pooled report, by the ``k:`` prefix ``pooled`` gives ids."""
+    counts: dict[str, list[int]] = {}
+    for r in results:
+        key = r.request.id.split(":", 1)[0] if ":" in r.request.id else "0"
+        c = counts.setdefault(key, [0, 0])
+        c[0] += 1
+        c[1] += r.outcome.value != "MET"
+    return {k: 100.0 * bad / n for k, (n, bad) in counts.items()}
+
+
+def segment_line(names: Sequence[str], reports: Sequence[Any]) -> str:
+    """Violation % per replayed segment for each configuration, and in how many segments the second
+    (the best policy) missed fewer than the first (the reference): a count that one stall of a shared
+    machine, which can swing a pooled ratio, moves by one."""
+    per = [segment_violations(rep.results) for rep in reports]
+    keys = sorted(per[0], key=lambda k: int(k) if k.isdigit() else k)
+    cells = ", ".join("/".join(f"{p.get(k, float('nan')):.0f}" for p in per) for k in keys)
+    below = sum(per[1][k] < per[0][k] for k in keys)
+    above = sum(per[1][k] > per[0][k] for k in keys)
+    return (f"violation % per segment ({' / '.join(names)}): {cells}; {names[1]} below {names[0]} in {below} of "
+            f"{len(keys)} segments, above in {above}")
+
+
 def comparison_rows(summaries: Sequence[Mapping[str, Any]], lags: Sequence[Any] = ()
                     ) -> tuple[list[str], list[list[str]]]:
     """The side-by-side table: one row per configuration (``lags``: each replay's SendLag, optional)."""

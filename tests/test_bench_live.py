@@ -86,6 +86,24 @@ def test_pooled_repeats_keep_every_request_once():
     assert p.summary()["requests"] == 2 and p.lag.max_ms == 2.0
 
 
+def test_segment_line_counts_the_segments_where_the_best_policy_missed_fewer():
+    from bench.live import pooled
+    from workloads.replay import ReplayReport, SendLag
+
+    def report(bad_per_segment: list[int]) -> ReplayReport:  # 4 requests per segment, ``bad`` of them LATE
+        reps = [ReplayReport("live", "u", "p", PROFILE,
+                             [_result(i, Outcome.LATE if i < bad else Outcome.MET, 5.0) for i in range(4)], 4,
+                             lag=SendLag.of(np.array([1.0]), 10.0), send_lag_ms=np.array([1.0]))
+                for bad in bad_per_segment]
+        return pooled(reps, "x")
+
+    ref, best, plain = report([2, 1, 0]), report([1, 1, 1]), report([0, 0, 0])
+    assert lr.segment_violations(ref.results) == {"0": 50.0, "1": 25.0, "2": 0.0}
+    line = lr.segment_line(["ref", "best", "plain"], [ref, best, plain])
+    assert line == ("violation % per segment (ref / best / plain): 50/25/0, 25/25/0, 0/25/0; best below ref in 1 "
+                    "of 3 segments, above in 1")
+
+
 def test_transit_is_counted_from_the_workers_metrics_between_two_scrapes():
     expired = "edgeserving_requests_total{model=m,outcome=REJECTED,reason=deadline_expired}"
     before = {"edgeserving_request_transit_seconds_count": 2.0, "edgeserving_request_transit_seconds_sum": 0.004,
