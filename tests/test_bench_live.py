@@ -571,7 +571,9 @@ def test_emulated_mode_answers_every_request_once_and_plain_shares_one_device(ha
         answers, wall_ms = asyncio.run(two_at_once())
         assert all(a["outcome"] == "MET" and a["batch_size"] == 1 for a in answers)
         assert wall_ms >= sum(a["slot_ms"] for a in answers)
-        assert max(a["device_wait_ms"] for a in answers) >= 0.9 * min(a["slot_ms"] for a in answers)
+        # The later one waited for the earlier one's slot, less the time between their arrivals at the device
+        # (up to 7 ms of a 61 ms slot on a loaded box, seen in a clean-clone run): half a slot is a sure bound.
+        assert max(a["device_wait_ms"] for a in answers) >= 0.5 * min(a["slot_ms"] for a in answers)
         assert all(0 <= a["device_call_ms"] < 100 for a in answers)  # the actor call's own cost
 
         args = argparse.Namespace(process="poisson", trace_seed=7, segment_s=None, ingress="proxy",
