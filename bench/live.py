@@ -100,9 +100,8 @@ def run(args: argparse.Namespace) -> int:
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     per_call = f" (calls of {args.samples_per_call} samples)" if args.samples_per_call > 1 else ""
-    status(f"bench live: {len(rows)} requests{per_call} over {rows[-1].arrival_s:.0f} s, configurations: {reference}, "
-           f"{best}, "
-           f"plain Ray Serve ({', '.join(b.label() for b in grid)}); load average {_loadavg()}")
+    status(f"bench live: {len(rows)} requests{per_call} over {rows[-1].arrival_s:.0f} s, configurations: "
+           f"{reference}, {best}, plain Ray Serve ({', '.join(b.label() for b in grid)}); load average {_loadavg()}")
     with LiveHarness(args.config, gpus=3, log=status, ingress=args.ingress,
                      propagate_deadlines=args.propagate_deadlines, samples_per_call=args.samples_per_call) as h:
         targets = deploy_all(h, reference, best, grid[0])

@@ -148,7 +148,7 @@ class _PlainModel:
         if len(shape) != len(self.input_shape) + 1 or shape[0] < 1:
             raise ValueError(f"input shape {shape}; expected [N, {', '.join(map(str, self.input_shape))}]")
         batch = np.asarray(tensor["data"], dtype=np.float32).reshape(shape)
-        return [self.parse(sample.tolist()) for sample in batch]
+        return [self.parse(sample) for sample in batch]  # parse takes an array as it takes nested lists
 
 
 @serve.deployment(name="PlainModel", max_ongoing_requests=MAX_ONGOING_REQUESTS)

@@ -53,15 +53,16 @@ def results_from_v2(requests: Sequence[Request], status: int, body: Any, latency
     outputs = body.get("outputs") if isinstance(body, dict) else None
     if not isinstance(outputs, list):
         return [result_from_response(r, status, body, latency_ms, exits, judge) for r in requests]
-    columns = {o.get("name"): o.get("data") for o in outputs if isinstance(o, dict)}
-    if not all(isinstance(columns.get(k), list) and len(columns[k]) == len(requests) for k in _PER_SAMPLE):
+    # The outputs with one value per sample (others, e.g. of a wrong length, are ignored).
+    columns = {o.get("name"): o.get("data") for o in outputs
+               if isinstance(o, dict) and isinstance(o.get("data"), list) and len(o["data"]) == len(requests)}
+    if not all(k in columns for k in _PER_SAMPLE):
         reason = f"protocol_error: http_{status} without the per-sample outputs {list(_PER_SAMPLE)} for " \
                  f"{len(requests)} samples"
         return [failed(r, reason) for r in requests]
     results = []
     for k, request in enumerate(requests):
-        sample = {name: _absent_to_none(data[k]) for name, data in columns.items() if isinstance(data, list)
-                  and len(data) == len(requests)}
+        sample = {name: _absent_to_none(data[k]) for name, data in columns.items()}
         outcome = _outcome(sample)
         completed = outcome in (Outcome.MET, Outcome.LATE)
         results.append(result_from_response(request, 200 if completed else (status if status != 200 else 500),

@@ -24,18 +24,21 @@ def make_inputs(shape: Sequence[int], seed: int) -> list:
     return np.round(x.astype(np.float64), INPUT_DECIMALS).tolist()
 
 
+def row_seed(row: TraceRow, index: int) -> int:
+    """The input seed of a trace row: its ``input_seed``, else its index in the trace."""
+    return row.input_seed if row.input_seed is not None else index
+
+
 def infer_body(row: TraceRow, index: int, shape: Sequence[int]) -> bytes:
     """The ``POST /v1/infer`` JSON body for one trace row."""
-    seed = row.input_seed if row.input_seed is not None else index
-    body = {"model": row.model, "inputs": make_inputs(shape, seed), "deadline_ms": row.deadline_ms,
+    body = {"model": row.model, "inputs": make_inputs(shape, row_seed(row, index)), "deadline_ms": row.deadline_ms,
             "request_id": row.request_id}
     return json.dumps(body, separators=(",", ":")).encode()
 
 
 def sample_seed(row: TraceRow, index: int, sample: int, samples: int) -> int:
     """The input seed of sample ``sample`` of a call of ``samples`` made from one trace row."""
-    seed = row.input_seed if row.input_seed is not None else index
-    return seed * samples + sample
+    return row_seed(row, index) * samples + sample
 
 
 def infer_body_v2(row: TraceRow, index: int, shape: Sequence[int], samples: int) -> bytes:
