@@ -209,6 +209,7 @@ def ablation_variants(ours: str) -> list[tuple[str, str, tuple[tuple[str, object
         ("-budget", "budget", False),
         ("-shed", "shed", "off"),
         ("-salvage", "shed", "drop"),
+        ("-newest-late", "salvage_order", "oldest"),
         ("-adaptive", "adaptive", False),
         ("-edf-batches", "edf_batches", False),
         ("-backlog", "budget_options", {"backlog_timing": False}),

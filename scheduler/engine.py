@@ -21,6 +21,8 @@ from scheduler.types import Outcome, Plan, Request, RequestResult, SlotResult
 QUEUE_FULL = "queue_full"
 DEADLINE_INFEASIBLE = "deadline_infeasible"
 DEADLINE_UNREACHABLE = "deadline_unreachable"
+# A late request a policy keeps for spare time gives its place in a full queue to one that can still make it.
+DISPLACED = f"{DEADLINE_UNREACHABLE}: displaced from a full queue by a request that can still meet its deadline"
 SHUTDOWN = "shutdown"
 
 
@@ -90,14 +92,24 @@ class Engine:
             queue = self.queues.get(request.model)
             if queue is None:
                 raise ValueError(f"unknown model {request.model!r}; this engine serves {list(self.queues)}")
-            reason = self._refusal(request, queue)
+            displaced = None
+            if self._full(queue):
+                displaced = self.policy.displace(self.clock.now(), request, queue, self.profile)
+                reason = QUEUE_FULL if displaced is None else self._refusal(request, queue)
+            else:
+                reason = self._refusal(request, queue)
             if reason is None:
+                if displaced is not None:
+                    queue.remove((displaced,))
                 if self._ready_since_s is None and not any(self.queues.values()):
                     self._ready_since_s = self.clock.now()  # work for an engine that had none
                 queue.push(request)
                 self._cond.notify_all()
-                return None
-        return self.reject(request, reason)
+        if reason is not None:
+            return self.reject(request, reason)
+        if displaced is not None:
+            self._emit([RequestResult(displaced, Outcome.DROPPED, reason=DISPLACED)])
+        return None
 
     def reject(self, request: Request, reason: str) -> RequestResult:
         """Record a request refused before it entered a queue (also for bad input at the edge)."""
@@ -105,10 +117,12 @@ class Engine:
         self._emit([result])
         return result
 
+    def _full(self, queue: RequestQueue) -> bool:
+        return self.admission.queue_bound is not None and len(queue) >= self.admission.queue_bound
+
     def _refusal(self, request: Request, queue: RequestQueue) -> str | None:
+        """Why ``request`` is refused, the queue's bound aside (``submit`` checks that first)."""
         cfg = self.admission
-        if cfg.queue_bound is not None and len(queue) >= cfg.queue_bound:
-            return QUEUE_FULL
         now_s = self.clock.now()
         if cfg.reject_infeasible:
             fastest_ms = self.profile.latency_ms(request.model, self._shallowest[request.model], 1,

@@ -35,6 +35,9 @@ class Request:
     deadline_s: float  # absolute deadline, engine clock
     payload: Any = field(default=None, compare=False, repr=False)  # tensor, or None in simulation
     label: int | None = None  # ground truth where known, for measured accuracy
+    # The call (one client request of several samples) it came in: the call is answered when its last
+    # sample ends, so a policy may weigh a sample by what its call-mates are waiting for. None: alone.
+    call: str | None = field(default=None, compare=False)
 
     @property
     def slo_ms(self) -> float:

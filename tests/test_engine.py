@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from scheduler.clock import VirtualClock
-from scheduler.engine import DEADLINE_INFEASIBLE, QUEUE_FULL, AdmissionConfig, Engine, EngineListener
+from scheduler.engine import DEADLINE_INFEASIBLE, DISPLACED, QUEUE_FULL, AdmissionConfig, Engine, EngineListener
 from scheduler.executor import ProfileExecutor
 from scheduler.policies import make_policy
 from scheduler.types import Outcome, Plan, SlotResult
@@ -83,6 +83,21 @@ def test_admission_queue_bound_and_infeasible_deadline():
     assert hopeless.outcome is Outcome.REJECTED and hopeless.reason == DEADLINE_INFEASIBLE
     assert engine.queue_depths() == {"A": 2, "B": 0}
     assert [r.request.id for r in rec.results] == ["a3", "b1"]
+
+
+def test_a_full_queue_gives_a_salvaged_requests_place_to_one_that_can_still_make_it():
+    engine, _, rec = make_engine(policy="lookahead", admission=AdmissionConfig(queue_bound=2))
+    stale, late = req("stale", "B", 0.97, 30), req("late", "B", 0.98, 21)  # 0 and 1 ms left; B alone takes 3
+    assert engine.submit(stale) is None and engine.submit(late) is None  # kept for spare time (salvage)
+    assert engine.submit(req("fresh", "B", 1.0, 50)) is None  # the stalest gives up its place
+    assert [(r.request, r.outcome, r.reason) for r in rec.results] == [(stale, Outcome.DROPPED, DISPLACED)]
+    hopeless = engine.submit(req("hopeless", "B", 0.98, 21))  # no better than what it would displace
+    assert hopeless.outcome is Outcome.REJECTED and hopeless.reason == QUEUE_FULL
+    assert sorted(r.id for r in engine.queues["B"]) == ["fresh", "late"]
+    # The reference policy keeps no salvage: a full queue refuses, as before.
+    engine, _, rec = make_engine(policy="edgeserving", admission=AdmissionConfig(queue_bound=1))
+    assert engine.submit(req("late", "B", 0.98, 21)) is None
+    assert engine.submit(req("fresh", "B", 1.0, 50)).reason == QUEUE_FULL
 
 
 def test_unknown_model_is_a_value_error():

@@ -16,7 +16,7 @@ from scheduler.policies.lookahead import ACCURACY_FLOOR, DEADLINE_INFEASIBLE, Lo
 from scheduler.profile import Profile
 from scheduler.simulator import simulate
 from scheduler.summary import summarize
-from scheduler.types import Outcome, Request
+from scheduler.types import Outcome, Request, SlotResult
 from tests.core_helpers import TWO_MODELS, draw_requests, queues, req
 
 NOW = 1.0
@@ -77,7 +77,7 @@ def test_reserve_keeps_room_for_a_fresh_arrival_of_another_model():
     b = [Request(f"b{i}", "B", NOW - 0.001, NOW + 0.030) for i in range(4)]  # e2 at batch 4 = 14 ms
     qs = queues(TWO_MODELS, *b)
     assert exact(reserve=True).plan(NOW, qs, TWO_MODELS).exit == "e2"
-    from scheduler.types import Plan, SlotResult
+    from scheduler.types import Plan
 
     a_done = Plan.run("A", "e1", (Request("old", "A", 0.5, 0.512),), 2.0)
     policy.observe(a_done, SlotResult(2.0, ("e1",)))
@@ -196,6 +196,47 @@ def test_salvage_answers_late_requests_only_with_spare_time_and_drops_stale_ones
     # Over salvage_ms past its deadline it is dropped.
     stale = req("stale", "B", NOW - 0.150, 20)
     assert policy.plan(NOW, queues(TWO_MODELS, stale, urgent), TWO_MODELS).drop == (stale,)
+
+
+def test_displace_offers_the_stalest_late_request_only_to_a_newcomer_that_can_still_make_it():
+    stale, late = req("stale", "B", NOW - 0.030, 20), req("late", "B", NOW - 0.019, 20)  # hopeless: B alone 3 ms
+    on_time = req("on_time", "B", NOW, 20)
+    q = queues(TWO_MODELS, late, stale, on_time)["B"]
+    fresh, doomed = req("fresh", "B", NOW, 20), req("doomed", "B", NOW - 0.019, 20)
+    assert exact(shed="salvage").displace(NOW, fresh, q, TWO_MODELS) is stale
+    assert exact(shed="salvage").displace(NOW, doomed, q, TWO_MODELS) is None
+    assert exact(shed="drop").displace(NOW, fresh, q, TWO_MODELS) is None  # nothing is kept late to give up
+    assert exact(shed="salvage").displace(NOW, fresh, queues(TWO_MODELS, on_time)["B"], TWO_MODELS) is None
+
+
+@pytest.mark.parametrize("n_alone", [0, 20])  # both sides of the small-queue path
+def test_a_late_sample_of_a_partly_answered_call_is_dropped_not_salvaged(n_alone):
+    policy = exact(shed="salvage")
+    call = [Request(f"c{k}", "B", NOW, NOW + 0.020, call="c") for k in range(6)]  # one call of 6, Bmax 4
+    first = policy.plan(NOW, queues(TWO_MODELS, *call), TWO_MODELS)
+    assert first.requests == tuple(call[:4])
+    policy.observe(first, SlotResult(first.predicted_ms, (first.exit,) * 4))
+    # 19 ms on the last two can no longer make it. Salvaging them would hold back the answered four.
+    later = NOW + 0.019
+    other = [Request(f"d{k}", "B", NOW, NOW + 0.020, call="d") for k in range(2)]  # no sample ran yet
+    alone = [req(f"a{k}", "B", NOW - 0.001 * k, 20) for k in range(n_alone)]
+    plan = policy.plan(later, queues(TWO_MODELS, *call[4:], *other, *alone), TWO_MODELS)
+    assert set(plan.drop) == set(call[4:])
+    assert set(other) <= set(plan.requests)  # salvaged, the most recently due first
+    assert not set(alone) & set(plan.drop)
+
+
+@pytest.mark.parametrize("n_late", [6, 20])  # both sides of the small-queue path
+def test_salvage_answers_the_most_recently_due_first_unless_asked_for_oldest(n_late):
+    # Every request is hopeless (B alone needs 3 ms, each has at most 1 ms left), due k ms apart.
+    late = [req(f"late{k}", "B", NOW - 0.019 - k / 1000.0, 20) for k in range(n_late)]
+    newest = exact(shed="salvage").plan(NOW, queues(TWO_MODELS, *late), TWO_MODELS)
+    assert [r.id for r in newest.requests] == ["late0", "late1", "late2", "late3"]  # Bmax 4, freshest first
+    oldest = exact(shed="salvage", salvage_order="oldest").plan(NOW, queues(TWO_MODELS, *late), TWO_MODELS)
+    assert [r.id for r in oldest.requests] == [f"late{k}" for k in range(n_late - 1, n_late - 5, -1)]
+    assert newest.drop == oldest.drop == ()
+    with pytest.raises(ValueError, match="salvage_order must be one of"):
+        exact(salvage_order="lifo")
 
 
 def test_accuracy_floor_limits_exits_and_rejects_with_a_reason():

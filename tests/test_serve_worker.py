@@ -93,6 +93,10 @@ def test_a_batch_call_is_one_request_per_sample(make_core):
     assert [r.outcome for r in results] == [Outcome.MET] * 5
     assert sorted(r.batch_size for r in results) == [1, 4, 4, 4, 4]  # Bmax 4
     assert_accounted(core, 5)
+    # The samples know their call (a policy weighs a late sample by its answered call-mates); a lone one has none.
+    (alone,) = run(core, call("fast", 1000.0))
+    assert len({r.request.call for r in results}) == 1 and results[0].request.call is not None
+    assert alone.request.call is None
 
 
 def test_handling_time_is_measured_once_per_call_from_the_stamped_arrival(make_core):

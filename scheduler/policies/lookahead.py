@@ -15,9 +15,17 @@ Each decision:
 2. **Shedding.** A queued request that cannot meet its deadline even alone at ``lo_m``
    (``now + E(m, lo_m, 1) > deadline``) is hopeless. ``shed="drop"`` drops it at once;
    ``"salvage"`` (the default) keeps it out of every on-time decision and answers it late only with
-   GPU time no on-time request needs (step 6), dropping it ``salvage_ms`` past its deadline;
-   ``"reject"`` also refuses at admission the requests that are hopeless on arrival, counting the
-   queued backlog with earlier deadlines; ``"off"`` runs them like any other.
+   GPU time no on-time request needs (step 6), dropping it ``salvage_ms`` past its deadline. Late
+   requests are answered the most recently due first (``salvage_order="newest"``): the same spare
+   time answers as many of them, at the least lateness, so the tail of answered requests stays short
+   while a backlog older than the spare time can clear ages out (``"oldest"``, first due first, lets
+   every late answer wait behind the oldest); and a full queue (the worker's ``queue_bound``) gives
+   the place of its stalest late request to a new request that can still meet its deadline
+   (``displace``: the late one is dropped) rather than refusing the newcomer; and a late sample of a
+   call (one client request of several samples) some of whose samples already ran is dropped, not
+   salvaged, since the call is answered only when its last sample ends. ``"reject"`` also
+   refuses at admission the requests that are hopeless on arrival, counting the queued backlog with
+   earlier deadlines; ``"off"`` runs them like any other.
 3. **Urgent batches.** Each model's candidate batch is its ``min(|Q_m|, Bmax)`` requests with the
    earliest deadlines (one queue may hold several deadline classes); ``d_m`` is the earliest. The
    rest of the queue forms later batches of Bmax in deadline order.
@@ -81,6 +89,8 @@ from scheduler.types import Plan, Request, SlotResult
 
 INF = float("inf")
 SHED_MODES = ("drop", "salvage", "reject", "off")
+SALVAGE_ORDERS = ("newest", "oldest")
+ANSWERED_CALLS = 4096
 DEADLINE_INFEASIBLE = "deadline_infeasible"  # same string as scheduler.engine's admission reason
 ACCURACY_FLOOR = "accuracy_floor_unreachable"
 # Up to this many queued requests a Python loop beats numpy's per-call overhead.
@@ -122,12 +132,14 @@ class LookaheadPolicy(Policy):
                  edf_batches: bool = True, floors: Mapping[str, float] | None = None,
                  margin_quantile: float = 0.999, target_load: float = 0.8, salvage_ms: float = 10_000.0,
                  budget_options: Mapping[str, object] | None = None, preempt: bool = False,
-                 latency_target: float = 1.0) -> None:
+                 latency_target: float = 1.0, salvage_order: str = "newest") -> None:
         super().__init__(bmax, quantile)
         if not 0.0 < latency_target <= 1.0:
             raise ValueError(f"latency_target must be in (0, 1] (a fraction of each deadline), got {latency_target}")
         if shed not in SHED_MODES:
             raise ValueError(f"shed must be one of {SHED_MODES}, got {shed!r}")
+        if salvage_order not in SALVAGE_ORDERS:
+            raise ValueError(f"salvage_order must be one of {SALVAGE_ORDERS}, got {salvage_order!r}")
         for m, f in (floors or {}).items():
             if not 0.0 <= f <= 1.0:
                 raise ValueError(f"accuracy floor of {m!r} must be in [0, 1], got {f}")
@@ -142,6 +154,7 @@ class LookaheadPolicy(Policy):
         self.margin_quantile = margin_quantile
         self.target_load = target_load
         self.salvage_ms = salvage_ms
+        self.salvage_newest = salvage_order == "newest"
         self.budget_options = dict(budget_options or {})  # extra ExitBudget settings (horizons, adaptation)
         self.preemption = preempt  # ask to run slots stage by stage and stop them at exit boundaries
         self.latency_target = latency_target
@@ -156,6 +169,10 @@ class LookaheadPolicy(Policy):
         self._backlog_short = False  # this decision's view of the backlog, for the budget's split
         self._decided_s = -INF  # when the running slot was planned: later arrivals are news to it
         self._preempted_slots = 0
+        # Calls (of several samples) with a sample answered, most recent last: a late call-mate is not
+        # salvaged (``_unwaited``). Bounded: a call older than the last ANSWERED_CALLS is long settled.
+        self._answered_order: deque[str] = deque(maxlen=ANSWERED_CALLS)
+        self._answered_calls: set[str] = set()
         self._preempted_lost = 0.0  # accuracy given up by stopped batches (sum over their requests)
 
     # -- tables ----------------------------------------------------------------------------
@@ -224,6 +241,24 @@ class LookaheadPolicy(Policy):
             return DEADLINE_INFEASIBLE
         return None
 
+    def displace(self, now_s: float, request: Request, queue: RequestQueue, profile: Profile) -> Request | None:
+        """With ``shed="salvage"``, a full queue gives the place of its stalest late request (one that cannot
+        meet its deadline even alone at the shallowest exit, kept only for spare time) to ``request`` when
+        ``request`` can still meet its own: a late answer is worth less than an on-time one, and a queue
+        full of salvage must not refuse the requests it could serve."""
+        if self.shed != "salvage" or not queue:
+            return None
+        t = self._prepare(profile)
+        allowed = t.allowed[request.model]
+        if not allowed:
+            return None
+        cut_s = now_s + t.expected[request.model][allowed[0]][1] / 1000.0
+        if request.deadline_s < cut_s:
+            return None  # the newcomer is as hopeless as any salvage
+        deadlines = queue.deadline_s
+        i = int(np.argmin(deadlines))
+        return queue[i] if deadlines[i] < cut_s else None
+
     def _backlog_ms(self, request: Request, queues: Queues, t: _Tables) -> float:
         """Least GPU time before ``request`` can finish under EDF: every queued request with an earlier
         deadline, in full batches at the shallowest allowed exits, then its own batch."""
@@ -259,7 +294,7 @@ class LookaheadPolicy(Policy):
                 plan = self._salvage(now_s, late, t, queues, drop, room_ms)
                 if plan is not None:
                     return plan
-                batch = min(late, key=lambda rs: rs[0].deadline_s)[: self.bmax]
+                batch = self._late_first(late)[: self.bmax]
                 e = t.allowed[batch[0].model][0]
                 return Plan.run(batch[0].model, t.exits[batch[0].model][e], tuple(batch),
                                 t.safe[batch[0].model][e][len(batch)], drop=tuple(drop))
@@ -362,11 +397,31 @@ class LookaheadPolicy(Policy):
                 return True
         return False
 
+    def _unwaited(self, hopeless: list[Request], drop: list[Request]) -> list[Request]:
+        """The hopeless requests worth salvaging; those of a call already partly answered go to ``drop``.
+
+        A call of several samples is answered when its last sample ends, so salvaging a sample late holds
+        back the call-mates a slot already answered: dropping it lets the call answer now (the others keep
+        their verdicts). A call none of whose samples ran yet is salvaged like a lone request.
+        """
+        if not self._answered_calls:
+            return hopeless
+        keep = []
+        for r in hopeless:
+            (drop if r.call is not None and r.call in self._answered_calls else keep).append(r)
+        return keep
+
+    def _late_first(self, late: list[list[Request]]) -> list[Request]:
+        """The model whose late requests go first: the one with the most recently due (``salvage_order``
+        "newest") or the oldest; each list is already in that order."""
+        pick = max if self.salvage_newest else min
+        return pick(late, key=lambda rs: rs[0].deadline_s)
+
     def _salvage(self, now_s: float, late: list[list[Request]], t: _Tables, queues: Queues,
                  drop: list[Request], room_ms: float) -> Plan | None:
-        """A batch of late requests (the oldest deadline first) in a slot of at most ``room_ms``, at the
+        """A batch of late requests (in ``salvage_order``) in a slot of at most ``room_ms``, at the
         most accurate exit that fits; None when even the shallowest does not."""
-        batch = tuple(min(late, key=lambda rs: rs[0].deadline_s)[: self.bmax])
+        batch = tuple(self._late_first(late)[: self.bmax])
         model = batch[0].model
         # Spare time only: the budget, which rations time on-time requests need, does not cap it.
         e = self._deepest_fitting(t, model, len(batch), room_ms, capped=False)
@@ -379,7 +434,8 @@ class LookaheadPolicy(Policy):
         """The model's most urgent batch among the requests that can still meet their deadlines.
 
         Those that cannot are appended to ``drop``, or with ``shed="salvage"`` (while less than
-        ``salvage_ms`` past their deadline) to ``late`` as one list per model, earliest deadline first.
+        ``salvage_ms`` past their deadline) to ``late`` as one list per model of at most Bmax, in
+        ``salvage_order`` (latest deadline first for "newest").
         """
         allowed = t.allowed[q.model]
         if not allowed:  # a floor no exit reaches: nothing here can be served (admission refuses these)
@@ -392,9 +448,9 @@ class LookaheadPolicy(Policy):
             live = [r for r in q if r.deadline_s >= cut_s]
             if len(live) < len(q):
                 hopeless = [r for r in q if r.deadline_s < cut_s]
-                keep = [r for r in hopeless if r.deadline_s >= stale_s]
+                keep = self._unwaited([r for r in hopeless if r.deadline_s >= stale_s], drop)
                 if keep:
-                    keep.sort(key=_deadline)
+                    keep.sort(key=_deadline, reverse=self.salvage_newest)
                     late.append(keep)
                 drop.extend(r for r in hopeless if r.deadline_s < stale_s)
             if not live:
@@ -414,10 +470,15 @@ class LookaheadPolicy(Policy):
                 stale = hopeless & (deadlines < stale_s)
                 drop.extend(q[int(i)] for i in np.flatnonzero(stale))
                 keep = np.flatnonzero(hopeless & ~stale)
+                if keep.size and self._answered_calls:
+                    kept = {id(r) for r in self._unwaited([q[int(i)] for i in keep], drop)}
+                    keep = np.array([i for i in keep.tolist() if id(q[i]) in kept], dtype=np.int64)
                 if keep.size:
-                    if keep.size > bmax:  # only the oldest Bmax can run next: skip sorting the rest
-                        keep = keep[np.argpartition(deadlines[keep], bmax - 1)[:bmax]]
-                    keep = keep[np.argsort(deadlines[keep], kind="stable")]
+                    key = -deadlines[keep] if self.salvage_newest else deadlines[keep]
+                    if keep.size > bmax:  # only the first Bmax can run next: skip sorting the rest
+                        part = np.argpartition(key, bmax - 1)[:bmax]
+                        keep, key = keep[part], key[part]
+                    keep = keep[np.argsort(key, kind="stable")]
                     late.append([q[int(i)] for i in keep])
                 live_idx = np.flatnonzero(~hopeless)
                 if live_idx.size == 0:
@@ -539,6 +600,12 @@ class LookaheadPolicy(Policy):
     def observe(self, plan: Plan, slot: SlotResult) -> None:
         if plan.model is None or not plan.requests:
             return
+        for r in plan.requests:
+            if r.call is not None and r.call not in self._answered_calls:
+                if len(self._answered_order) == self._answered_order.maxlen:
+                    self._answered_calls.discard(self._answered_order[0])
+                self._answered_order.append(r.call)
+                self._answered_calls.add(r.call)
         recent = self._recent_slo_ms.get(plan.model)
         if recent is None:
             recent = self._recent_slo_ms[plan.model] = deque(maxlen=64)

@@ -91,9 +91,10 @@ class WorkerCore:
         deadline_s = arrival_s + budget_ms / 1000.0
         pending: list[tuple[Request, asyncio.Future]] = []
         self.metrics.record_received(len(call.samples))
+        call_id = f"{self.worker_id}-call{next(self._ids)}" if len(call.samples) > 1 else None
         for sample in call.samples:
             req = Request(f"{self.worker_id}-{next(self._ids)}", call.model, arrival_s, deadline_s,
-                          payload=sample)
+                          payload=sample, call=call_id)
             future = self.ledger.open(req, loop)
             assert future is not None
             if self.draining:
