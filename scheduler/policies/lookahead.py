@@ -15,17 +15,17 @@ Each decision:
 2. **Shedding.** A queued request that cannot meet its deadline even alone at ``lo_m``
    (``now + E(m, lo_m, 1) > deadline``) is hopeless. ``shed="drop"`` drops it at once;
    ``"salvage"`` (the default) keeps it out of every on-time decision and answers it late only with
-   GPU time no on-time request needs (step 6), dropping it ``salvage_ms`` past its deadline. Late
-   requests are answered the most recently due first (``salvage_order="newest"``): the same spare
-   time answers as many of them, at the least lateness, so the tail of answered requests stays short
-   while a backlog older than the spare time can clear ages out (``"oldest"``, first due first, lets
-   every late answer wait behind the oldest); and a full queue (the worker's ``queue_bound``) gives
-   the place of its stalest late request to a new request that can still meet its deadline
-   (``displace``: the late one is dropped) rather than refusing the newcomer; and a late sample of a
-   call (one client request of several samples) some of whose samples already ran is dropped, not
-   salvaged, since the call is answered only when its last sample ends. ``"reject"`` also
-   refuses at admission the requests that are hopeless on arrival, counting the queued backlog with
-   earlier deadlines; ``"off"`` runs them like any other.
+   GPU time no on-time request needs (step 6), dropping it ``salvage_ms`` past its deadline:
+   - late requests are answered the most recently due first (``salvage_order="newest"``): the same
+     spare time answers as many of them, each less late, and a backlog older than the spare time can
+     clear ages out (``"oldest"``, first due first, makes every late answer wait behind the oldest);
+   - a full queue (the worker's ``queue_bound``) gives the place of its stalest late request to a new
+     request that can still meet its deadline (``displace``; the late one is dropped) instead of
+     refusing the newcomer;
+   - a late sample of a call (one client request of several samples) some of whose samples already
+     ran is dropped, not salvaged: the call is answered only when its last sample ends.
+   ``"reject"`` also refuses at admission the requests that are hopeless on arrival, counting the
+   queued backlog with earlier deadlines; ``"off"`` runs them like any other.
 3. **Urgent batches.** Each model's candidate batch is its ``min(|Q_m|, Bmax)`` requests with the
    earliest deadlines (one queue may hold several deadline classes); ``d_m`` is the earliest. The
    rest of the queue forms later batches of Bmax in deadline order.
@@ -169,11 +169,11 @@ class LookaheadPolicy(Policy):
         self._backlog_short = False  # this decision's view of the backlog, for the budget's split
         self._decided_s = -INF  # when the running slot was planned: later arrivals are news to it
         self._preempted_slots = 0
+        self._preempted_lost = 0.0  # accuracy given up by stopped batches (sum over their requests)
         # Calls (of several samples) with a sample answered, most recent last: a late call-mate is not
         # salvaged (``_unwaited``). Bounded: a call older than the last ANSWERED_CALLS is long settled.
         self._answered_order: deque[str] = deque(maxlen=ANSWERED_CALLS)
         self._answered_calls: set[str] = set()
-        self._preempted_lost = 0.0  # accuracy given up by stopped batches (sum over their requests)
 
     # -- tables ----------------------------------------------------------------------------
 
