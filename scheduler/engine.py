@@ -94,7 +94,7 @@ class Engine:
                 raise ValueError(f"unknown model {request.model!r}; this engine serves {list(self.queues)}")
             displaced = None
             if self._full(queue):
-                displaced = self.policy.displace(self.clock.now(), request, queue, self.profile)
+                displaced = self.policy.displace(self.clock.now(), request, self.queues, self.profile)
                 reason = QUEUE_FULL if displaced is None else self._refusal(request, queue)
             else:
                 reason = self._refusal(request, queue)

@@ -201,12 +201,15 @@ def test_salvage_answers_late_requests_only_with_spare_time_and_drops_stale_ones
 def test_displace_offers_the_stalest_late_request_only_to_a_newcomer_that_can_still_make_it():
     stale, late = req("stale", "B", NOW - 0.030, 20), req("late", "B", NOW - 0.019, 20)  # hopeless: B alone 3 ms
     on_time = req("on_time", "B", NOW, 20)
-    q = queues(TWO_MODELS, late, stale, on_time)["B"]
+    qs = queues(TWO_MODELS, late, stale, on_time)
     fresh, doomed = req("fresh", "B", NOW, 20), req("doomed", "B", NOW - 0.019, 20)
-    assert exact(shed="salvage").displace(NOW, fresh, q, TWO_MODELS) is stale
-    assert exact(shed="salvage").displace(NOW, doomed, q, TWO_MODELS) is None
-    assert exact(shed="drop").displace(NOW, fresh, q, TWO_MODELS) is None  # nothing is kept late to give up
-    assert exact(shed="salvage").displace(NOW, fresh, queues(TWO_MODELS, on_time)["B"], TWO_MODELS) is None
+    assert exact(shed="salvage").displace(NOW, fresh, qs, TWO_MODELS) is stale
+    assert exact(shed="salvage").displace(NOW, doomed, qs, TWO_MODELS) is None
+    assert exact(shed="drop").displace(NOW, fresh, qs, TWO_MODELS) is None  # nothing is kept late to give up
+    assert exact(shed="salvage").displace(NOW, fresh, queues(TWO_MODELS, on_time), TWO_MODELS) is None
+    # Past capacity: behind the live backlog (four batches of B, 6 ms each at e1), fresh would miss too.
+    backlog = [req(f"b{k}", "B", NOW, 19) for k in range(16)]
+    assert exact(shed="salvage").displace(NOW, fresh, queues(TWO_MODELS, stale, *backlog), TWO_MODELS) is None
 
 
 @pytest.mark.parametrize("n_alone", [0, 20])  # both sides of the small-queue path

@@ -35,9 +35,9 @@ class Policy:
         """A reason to refuse ``request`` at admission, or None to queue it."""
         return None
 
-    def displace(self, now_s: float, request: Request, queue: RequestQueue, profile: Profile) -> Request | None:
+    def displace(self, now_s: float, request: Request, queues: Queues, profile: Profile) -> Request | None:
         """Asked when ``request``'s queue is at its bound: a request queued there to drop so that ``request``
-        takes its place, or None to refuse ``request`` (``queue_full``). Must not change the queue."""
+        takes its place, or None to refuse ``request`` (``queue_full``). Must not change the queues."""
         return None
 
     def observe(self, plan: Plan, slot: SlotResult) -> None:

@@ -241,11 +241,14 @@ class LookaheadPolicy(Policy):
             return DEADLINE_INFEASIBLE
         return None
 
-    def displace(self, now_s: float, request: Request, queue: RequestQueue, profile: Profile) -> Request | None:
+    def displace(self, now_s: float, request: Request, queues: Queues, profile: Profile) -> Request | None:
         """With ``shed="salvage"``, a full queue gives the place of its stalest late request (one that cannot
         meet its deadline even alone at the shallowest exit, kept only for spare time) to ``request`` when
-        ``request`` can still meet its own: a late answer is worth less than an on-time one, and a queue
-        full of salvage must not refuse the requests it could serve."""
+        ``request`` can still meet its own behind every queued request that can still meet an earlier
+        deadline: a late answer is worth less than an on-time one, and a queue full of salvage must not
+        refuse the requests it could serve. Past capacity the backlog of live requests fails that test, and
+        the full queue refuses as before (admitting more than the device can serve costs on-time answers)."""
+        queue = queues[request.model]
         if self.shed != "salvage" or not queue:
             return None
         t = self._prepare(profile)
@@ -253,18 +256,27 @@ class LookaheadPolicy(Policy):
         if not allowed:
             return None
         cut_s = now_s + t.expected[request.model][allowed[0]][1] / 1000.0
-        if request.deadline_s < cut_s:
-            return None  # the newcomer is as hopeless as any salvage
         deadlines = queue.deadline_s
         i = int(np.argmin(deadlines))
-        return queue[i] if deadlines[i] < cut_s else None
+        if deadlines[i] >= cut_s:
+            return None  # nothing here is late
+        if now_s + self._backlog_ms(request, queues, t, live_at_s=now_s) / 1000.0 > request.deadline_s:
+            return None  # the newcomer would miss too
+        return queue[i]
 
-    def _backlog_ms(self, request: Request, queues: Queues, t: _Tables) -> float:
+    def _backlog_ms(self, request: Request, queues: Queues, t: _Tables, live_at_s: float | None = None) -> float:
         """Least GPU time before ``request`` can finish under EDF: every queued request with an earlier
-        deadline, in full batches at the shallowest allowed exits, then its own batch."""
+        deadline, in full batches at the shallowest allowed exits, then its own batch. With ``live_at_s``,
+        only the queued requests that can still meet their deadlines then (the others wait for spare time)."""
         total = 0.0
         for m, q in queues.items():
-            k = int(np.count_nonzero(q.deadline_s <= request.deadline_s)) if q else 0
+            k = 0
+            if q and t.allowed[m]:
+                d = q.deadline_s
+                due = d <= request.deadline_s
+                if live_at_s is not None:
+                    due &= d >= live_at_s + t.expected[m][t.allowed[m][0]][1] / 1000.0
+                k = int(np.count_nonzero(due))
             if m == request.model:
                 k += 1
             if k == 0 or not t.allowed[m]:
