@@ -210,6 +210,7 @@ def ablation_variants(ours: str) -> list[tuple[str, str, tuple[tuple[str, object
         ("-shed", "shed", "off"),
         ("-salvage", "shed", "drop"),
         ("-newest-late", "salvage_order", "oldest"),
+        ("-salvage-load", "salvage_load", False),
         ("-adaptive", "adaptive", False),
         ("-edf-batches", "edf_batches", False),
         ("-backlog", "budget_options", {"backlog_timing": False}),

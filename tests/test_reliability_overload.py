@@ -122,7 +122,9 @@ def test_a_5x_burst_for_60_s_is_answered_shed_and_recovered_from(cluster):
     # Back to normal a few seconds after the burst.
     settled = [r for r in results if r.request.arrival_s >= BURST_S + RECOVERED_AFTER_S]
     met_after = sum(r.outcome.value == "MET" for r in settled) / len(settled)
-    print(f"recovery: {met_after:.1%} of {len(settled)} requests MET from {RECOVERED_AFTER_S:g} s after the burst")
+    missed = Counter((r.outcome.value, reason_label(r.reason)) for r in settled if r.outcome.value != "MET")
+    print(f"recovery: {met_after:.1%} of {len(settled)} requests MET from {RECOVERED_AFTER_S:g} s after the burst; "
+          f"the others {dict(missed)}")
     assert met_after >= 0.9
 
     # The worker stayed up and its health endpoint kept answering quickly.

@@ -41,7 +41,11 @@ Each decision:
 6. **Model.** Among the candidates, the earliest latest start ``d_m - S(m, e_m, b_m)``: the batch
    that can least afford to wait. A batch of late (salvaged) requests goes first only if it ends
    before that latest start and within the slack for everyone, at the most accurate exit that fits
-   (spare time: the budget does not cap it). With no candidate (overload), the model with the
+   (spare time: the budget does not cap it). At a live load ``u`` (the admitted arrival rates the
+   budget counts, in full batches at the shallowest exits) only ``1 - u`` of that room is spare: the
+   on-time requests arriving during a late slot of ``L`` ms take ``L / (1 - u)`` to catch up, so at
+   80% load a late slot needs five times its length (``salvage_load``; no late slot from ``u >= 1``
+   while on-time requests wait). With no candidate (overload), the model with the
    earliest deadline runs at the most accurate exit within its cap that meets its head's deadline
    (else the shallowest); its batch is cut to what meets that deadline only when nothing queues
    behind it, since under a backlog smaller batches cost throughput.
@@ -64,7 +68,8 @@ correction; ``stats()`` reports the prediction error, the margin and the budget.
 
 Options, each turning one capability off for the ablation: ``lookahead``, ``reserve``,
 ``accuracy_aware`` (off: every exit allowed, no budget), ``budget``, ``shed``, ``adaptive`` (off:
-the static profile ``quantile``, no correction), ``edf_batches`` (off: batches in arrival order).
+the static profile ``quantile``, no correction), ``edf_batches`` (off: batches in arrival order),
+``salvage_load`` (off: a late slot may take all the room the queued requests leave).
 ``floors`` maps a model to its accuracy floor: exits below it are never run, and a request the
 floor makes infeasible is refused at admission with reason ``accuracy_floor_unreachable``.
 """
@@ -73,7 +78,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -132,7 +137,8 @@ class LookaheadPolicy(Policy):
                  edf_batches: bool = True, floors: Mapping[str, float] | None = None,
                  margin_quantile: float = 0.999, target_load: float = 0.8, salvage_ms: float = 10_000.0,
                  budget_options: Mapping[str, object] | None = None, preempt: bool = False,
-                 latency_target: float = 1.0, salvage_order: str = "newest") -> None:
+                 latency_target: float = 1.0, salvage_order: str = "newest",
+                 salvage_load: bool = True) -> None:
         super().__init__(bmax, quantile)
         if not 0.0 < latency_target <= 1.0:
             raise ValueError(f"latency_target must be in (0, 1] (a fraction of each deadline), got {latency_target}")
@@ -155,6 +161,7 @@ class LookaheadPolicy(Policy):
         self.target_load = target_load
         self.salvage_ms = salvage_ms
         self.salvage_newest = salvage_order == "newest"
+        self.salvage_load = salvage_load
         self.budget_options = dict(budget_options or {})  # extra ExitBudget settings (horizons, adaptation)
         self.preemption = preempt  # ask to run slots stage by stage and stop them at exit boundaries
         self.latency_target = latency_target
@@ -227,12 +234,10 @@ class LookaheadPolicy(Policy):
         return reason
 
     def _refusal(self, now_s: float, request: Request, queues: Queues, t: _Tables) -> str | None:
-        allowed = t.allowed[request.model]
-        lo = allowed[0]
+        lo = t.allowed[request.model][0]
         if self.floors.get(request.model) is None and self.shed != "reject":
             return None
-        alone_ms = t.expected[request.model][lo][1]
-        if now_s + alone_ms / 1000.0 > request.deadline_s:
+        if request.deadline_s < _hopeless_before_s(t, request.model, now_s):
             if request.model in self.floors and lo > 0 and now_s + t.expected[request.model][0][1] / 1000.0 \
                     <= request.deadline_s:
                 return ACCURACY_FLOOR  # the deadline is reachable, but only below the floor
@@ -252,13 +257,11 @@ class LookaheadPolicy(Policy):
         if self.shed != "salvage" or not queue:
             return None
         t = self._prepare(profile)
-        allowed = t.allowed[request.model]
-        if not allowed:
+        if not t.allowed[request.model]:
             return None
-        cut_s = now_s + t.expected[request.model][allowed[0]][1] / 1000.0
         deadlines = queue.deadline_s
         i = int(np.argmin(deadlines))
-        if deadlines[i] >= cut_s:
+        if deadlines[i] >= _hopeless_before_s(t, request.model, now_s):
             return None  # nothing here is late
         if now_s + self._backlog_ms(request, queues, t, live_at_s=now_s) / 1000.0 > request.deadline_s:
             return None  # the newcomer would miss too
@@ -275,7 +278,7 @@ class LookaheadPolicy(Policy):
                 d = q.deadline_s
                 due = d <= request.deadline_s
                 if live_at_s is not None:
-                    due &= d >= live_at_s + t.expected[m][t.allowed[m][0]][1] / 1000.0
+                    due &= d >= _hopeless_before_s(t, m, live_at_s)
                 k = int(np.count_nonzero(due))
             if m == request.model:
                 k += 1
@@ -418,10 +421,13 @@ class LookaheadPolicy(Policy):
         """
         if not self._answered_calls:
             return hopeless
-        keep = []
-        for r in hopeless:
-            (drop if r.call is not None and r.call in self._answered_calls else keep).append(r)
-        return keep
+        mates = self._mates(hopeless)
+        drop.extend(r for r, m in zip(hopeless, mates) if m)
+        return [r for r, m in zip(hopeless, mates) if not m]
+
+    def _mates(self, requests: Iterable[Request]) -> list[bool]:
+        """Per request: is it a sample of a call a slot already partly answered?"""
+        return [r.call in self._answered_calls for r in requests]
 
     def _late_first(self, late: list[list[Request]]) -> list[Request]:
         """The model whose late requests go first: the one with the most recently due (``salvage_order``
@@ -436,10 +442,26 @@ class LookaheadPolicy(Policy):
         batch = tuple(self._late_first(late)[: self.bmax])
         model = batch[0].model
         # Spare time only: the budget, which rations time on-time requests need, does not cap it.
-        e = self._deepest_fitting(t, model, len(batch), room_ms, capped=False)
+        load = self._live_load(t)
+        if load >= 1.0:
+            return None
+        e = self._deepest_fitting(t, model, len(batch), room_ms * (1.0 - load), capped=False)
         if e is None:
             return None
         return Plan.run(model, t.exits[model][e], batch, t.safe[model][e][len(batch)], drop=tuple(drop))
+
+    def _live_load(self, t: _Tables) -> float:
+        """The device's share the admitted traffic needs (arrival rates over the budget's horizon, full batches at
+        the shallowest allowed exits); 0 without a budget or with ``salvage_load`` off. A late slot of ``L`` ms
+        holds back the on-time requests arriving meanwhile, which at load ``u`` take ``L / (1 - u)`` to catch
+        up with (the busy period it starts): that is the room it must fit."""
+        if self._budget is None or not self.salvage_load:
+            return 0.0
+        load_ms = 0.0
+        for m, allowed in t.allowed.items():
+            if allowed:
+                load_ms += self._budget.rate_rps(m) * t.expected[m][allowed[0]][self.bmax] / self.bmax
+        return load_ms / 1000.0
 
     def _head(self, now_s: float, q: RequestQueue, t: _Tables, drop: list[Request],
               late: list[list[Request]]) -> _Head | None:
@@ -453,7 +475,7 @@ class LookaheadPolicy(Policy):
         if not allowed:  # a floor no exit reaches: nothing here can be served (admission refuses these)
             drop.extend(q)
             return None
-        cut_s = now_s + t.expected[q.model][allowed[0]][1] / 1000.0 if self.shed != "off" else -INF
+        cut_s = _hopeless_before_s(t, q.model, now_s) if self.shed != "off" else -INF
         stale_s = now_s - self.salvage_ms / 1000.0 if self.shed == "salvage" else INF
         bmax = self.bmax
         if len(q) <= SMALL_QUEUE:
@@ -482,9 +504,10 @@ class LookaheadPolicy(Policy):
                 stale = hopeless & (deadlines < stale_s)
                 drop.extend(q[int(i)] for i in np.flatnonzero(stale))
                 keep = np.flatnonzero(hopeless & ~stale)
-                if keep.size and self._answered_calls:
-                    kept = {id(r) for r in self._unwaited([q[int(i)] for i in keep], drop)}
-                    keep = np.array([i for i in keep.tolist() if id(q[i]) in kept], dtype=np.int64)
+                if keep.size and self._answered_calls:  # as _unwaited, on indices
+                    mates = np.array(self._mates(q[int(i)] for i in keep), dtype=bool)
+                    drop.extend(q[int(i)] for i in keep[mates])
+                    keep = keep[~mates]
                 if keep.size:
                     key = -deadlines[keep] if self.salvage_newest else deadlines[keep]
                     if keep.size > bmax:  # only the first Bmax can run next: skip sorting the rest
@@ -676,6 +699,12 @@ def _with_arrival(batches: list[tuple[float, int]], arrival_deadline_s: float, r
     if pending:
         out.append((arrival_deadline_s, row[1]))
     return out
+
+
+def _hopeless_before_s(t: _Tables, model: str, now_s: float) -> float:
+    """A ``model`` request due before this cannot meet its deadline even alone at the shallowest allowed exit
+    started now: the policy's one cut between live and hopeless (admission, shedding, displacement, backlog)."""
+    return now_s + t.expected[model][t.allowed[model][0]][1] / 1000.0
 
 
 def _deadline(r: Request) -> float:
