@@ -221,6 +221,12 @@ def _outside_ms(r: RequestResult) -> float | None:
     return None
 
 
+def worker_ms(results: Sequence[RequestResult]) -> np.ndarray:
+    """Per completed request with both: the worker's own time, queue + slot (the handler's time is in its queue)."""
+    return np.asarray([r.queue_ms + r.slot_ms for r in results if r.outcome.completed and r.queue_ms is not None
+                       and r.slot_ms is not None], dtype=float)
+
+
 def outside_worker_ms(results: Sequence[RequestResult]) -> np.ndarray:
     """Per completed request: client latency minus the worker's own time (queue + slot): the client,
     HTTP and Ray Serve proxy part of its latency."""
@@ -255,6 +261,28 @@ def shifted(results: Sequence[RequestResult], extra_ms: Sequence[float]) -> list
         else:
             out.append(r)
     return out
+
+
+class QuantileMap:
+    """A simulated time mapped to the measured time at the same quantile: fitted on one traffic (the calibration
+    at load: its simulated and its live times in the worker), applied to another (the trace's simulation). It
+    corrects what the simulator leaves out of the worker's time (the engine's reaction, the handler's time,
+    slower slots under load) without knowing which; the ranks, and so the scheduling, stay the simulator's."""
+
+    def __init__(self, simulated_ms: Sequence[float], measured_ms: Sequence[float]) -> None:
+        sim = np.sort(np.asarray(simulated_ms, dtype=float))
+        live = np.sort(np.asarray(measured_ms, dtype=float))
+        sim, live = sim[np.isfinite(sim)], live[np.isfinite(live)]
+        if sim.size == 0 or live.size == 0:
+            raise ValueError("need simulated and measured times to map between")
+        self.simulated, self.measured = sim, live
+
+    def __call__(self, values_ms: Sequence[float]) -> np.ndarray:
+        """Each value's quantile among the simulated times (NaN stays NaN), as a measured time."""
+        v = np.asarray(values_ms, dtype=float)
+        q = np.searchsorted(self.simulated, v, side="right") / self.simulated.size
+        out = np.quantile(self.measured, np.clip(q, 0.0, 1.0))
+        return np.where(np.isfinite(v), out, np.nan)
 
 
 LOCAL_WINDOW_S = 0.5  # the load a request's HTTP path meets: arrivals in the half second up to it

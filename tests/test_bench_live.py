@@ -296,6 +296,17 @@ def test_coupled_overhead_follows_the_worker_time_as_much_as_the_calibration_did
         fm.RateOverhead([10.0], [1.0]).draw_coupled([10.0], [1.0], np.random.default_rng(0))
 
 
+def test_quantile_map_sends_a_simulated_time_to_the_measured_time_at_its_quantile():
+    qmap = fm.QuantileMap(simulated_ms=[1.0, 2.0, 3.0, 4.0], measured_ms=[10.0, 20.0, 30.0, 40.0])
+    out = qmap([0.5, 2.0, 4.0, 9.0, float("nan")])
+    assert out[0] == 10.0 and out[2] == 40.0 and out[3] == 40.0  # below and beyond the fit: its ends
+    assert out[1] == pytest.approx(np.quantile([10.0, 20.0, 30.0, 40.0], 0.5))
+    assert np.isnan(out[4])  # a request that did not complete has no time in the worker
+    assert list(qmap([1.0, 2.0, 3.0, 4.0])) == sorted(qmap([1.0, 2.0, 3.0, 4.0]))  # ranks kept
+    with pytest.raises(ValueError):
+        fm.QuantileMap([], [1.0])
+
+
 def test_repeated_rows_are_independent_copies_one_after_another():
     from bench.fidelity_runs import repeated
     from workloads.trace import TraceRow
