@@ -47,6 +47,12 @@ For each policy (default: the reference and the best one), on one worker:
    live slot times against the profile per model and exit, and the policy's own predictions from the
    worker's metrics.
 
+Two more rows, not judged: *in-sample*, the judged model applied to the calibration traffic it was measured
+on, against that traffic's own live replay (the model's own error; beside it, the calibration's live P95
+against the trace's from the same windows: the machine's drift, which the judged view inherits); and a
+*candidate*, the judged view with each simulated time in the worker replaced by the live time at the same
+quantile of the calibration's (``fidelity_metrics.QuantileMap``, fitted on simulated against live).
+
 Every added parameter is measured on separate traffic before the replay, never fitted to it. The
 target (simulated P95 within 10% of the live one, violation ratio within 2 points) is judged on
 the last comparison, the fullest model of what a client sees (the engine gaps, the handler's time at load
