@@ -312,7 +312,11 @@ def _one_policy(h: Any, target: Any, trace: list, calibrate: int, calibrate_s: f
     # The handler's own time at load, measured by the worker (edgeserving_request_handling_seconds); the idle
     # estimate (pre-slot time minus the mean gap) for a worker that does not report it.
     handling_draws = engine_gaps.gap_draws({}, m.cal_metrics, engine_gaps.HANDLING_METRIC)
-    handling_ms = handling_draws.draws(len(rows), rng) if handling_draws else rng.choice(handling, len(rows))
+
+    def draw_handling(n: int) -> Any:
+        return handling_draws.draws(n, rng) if handling_draws else rng.choice(handling, n)
+
+    handling_ms = draw_handling(len(rows))
     gapped_extra = by_rate.draw(local_rates, rng) + handling_ms
     # The same, with each request's time outside the worker coupled to its own time in it (queue, gaps, slot
     # and the handler's part), as the calibration at load measured the two together.
@@ -337,7 +341,7 @@ def _one_policy(h: Any, target: Any, trace: list, calibrate: int, calibrate_s: f
     # machine's drift between the calibration's windows and the trace's (reported beside it).
     cal_rows = fidelity_runs.repeated(load_rows, repeats)
     cal_gapped = measured_slots(cal_rows, gap_draws)
-    cal_handling = handling_draws.draws(len(cal_rows), rng) if handling_draws else rng.choice(handling, len(cal_rows))
+    cal_handling = draw_handling(len(cal_rows))
     cal_rates = fm.local_rates_rps([r.arrival_s for r in cal_rows])
     cal_extra = _coupled_extra(by_rate, cal_rates, cal_gapped, cal_handling, rng)
     live_cal = summarize(fm.client_view(m.calibration), profile, name)
@@ -345,7 +349,7 @@ def _one_policy(h: Any, target: Any, trace: list, calibrate: int, calibrate_s: f
                        summarize(fm.shifted(cal_gapped, cal_extra), profile, name))
     # Not judged (added after runs 12-14 showed the in-sample shortfall): the trace's simulated time in the worker
     # mapped to the live one at the same quantile, the map fitted on the calibration (simulated against live).
-    qmap = fm.QuantileMap(_worker_ms(cal_gapped, cal_handling), fm.worker_ms(m.calibration))
+    qmap = fm.QuantileMap(_worker_ms(cal_gapped, cal_handling), m.worker_ms)
     simulated = _worker_ms(gapped, handling_ms)
     mapped = qmap(simulated)
     mapped_extra = mapped - simulated + handling_ms + by_rate.draw_coupled(local_rates, mapped, rng)

@@ -221,12 +221,6 @@ def _outside_ms(r: RequestResult) -> float | None:
     return None
 
 
-def worker_ms(results: Sequence[RequestResult]) -> np.ndarray:
-    """Per completed request with both: the worker's own time, queue + slot (the handler's time is in its queue)."""
-    return np.asarray([r.queue_ms + r.slot_ms for r in results if r.outcome.completed and r.queue_ms is not None
-                       and r.slot_ms is not None], dtype=float)
-
-
 def outside_worker_ms(results: Sequence[RequestResult]) -> np.ndarray:
     """Per completed request: client latency minus the worker's own time (queue + slot): the client,
     HTTP and Ray Serve proxy part of its latency."""

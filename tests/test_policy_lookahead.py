@@ -318,6 +318,7 @@ def test_budget_steps_the_least_efficient_model_down_first():
     # Per request at batch 4: A e1 1.25 -> e2 2.5 ms (+0.2 acc: 0.16/ms); B e1 1.5 -> e2 3.5 ms (+0.4: 0.2/ms).
     # Base load 200 x (1.25 + 1.5) = 550 ms/s leaves -50 of a 500 ms/s budget: nothing is affordable.
     assert (budget.cap("A"), budget.cap("B")) == (0, 0)
+    assert budget.base_load() == pytest.approx(0.55)  # the same 550 ms per second, as the device's share
     budget.target_load = 1.0
     budget.solve(1.0)
     # 450 ms/s to spend: B's upgrade (400 ms/s, more accuracy per ms) first, then a part of A's (250).

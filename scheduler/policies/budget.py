@@ -129,6 +129,16 @@ class ExitBudget:
             self._since = 0
             self.solve(self._latest_s)
 
+    def base_load(self) -> float:
+        """The device's share the admitted traffic needs at the current arrival rates with every model at its
+        cheapest allowed exit in full batches (the fluid view before any upgrade is bought)."""
+        load_ms = 0.0
+        for m in self.models:
+            exits = self.allowed[m]
+            if exits:
+                load_ms += self.rate_rps(m) * self._expected[m][exits[0]][self.bmax] / self.bmax
+        return load_ms / 1000.0
+
     def rate_rps(self, model: str) -> float:
         """Arrival rate over the last ``horizon_s``, or over the last ``burst_horizon_s`` when higher:
         the budget follows the start of a burst at once and its end only slowly."""

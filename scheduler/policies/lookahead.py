@@ -441,27 +441,16 @@ class LookaheadPolicy(Policy):
         most accurate exit that fits; None when even the shallowest does not."""
         batch = tuple(self._late_first(late)[: self.bmax])
         model = batch[0].model
-        # Spare time only: the budget, which rations time on-time requests need, does not cap it.
-        load = self._live_load(t)
+        # Spare time only: the budget, which rations time on-time requests need, does not cap it. But at the
+        # admitted traffic's load u, the on-time requests arriving during a late slot of L ms take L / (1 - u)
+        # to catch up with (the busy period it starts): that is the room it must fit (``salvage_load``).
+        load = self._budget.base_load() if self._budget is not None and self.salvage_load else 0.0
         if load >= 1.0:
             return None
         e = self._deepest_fitting(t, model, len(batch), room_ms * (1.0 - load), capped=False)
         if e is None:
             return None
         return Plan.run(model, t.exits[model][e], batch, t.safe[model][e][len(batch)], drop=tuple(drop))
-
-    def _live_load(self, t: _Tables) -> float:
-        """The device's share the admitted traffic needs (arrival rates over the budget's horizon, full batches at
-        the shallowest allowed exits); 0 without a budget or with ``salvage_load`` off. A late slot of ``L`` ms
-        holds back the on-time requests arriving meanwhile, which at load ``u`` take ``L / (1 - u)`` to catch
-        up with (the busy period it starts): that is the room it must fit."""
-        if self._budget is None or not self.salvage_load:
-            return 0.0
-        load_ms = 0.0
-        for m, allowed in t.allowed.items():
-            if allowed:
-                load_ms += self._budget.rate_rps(m) * t.expected[m][allowed[0]][self.bmax] / self.bmax
-        return load_ms / 1000.0
 
     def _head(self, now_s: float, q: RequestQueue, t: _Tables, drop: list[Request],
               late: list[list[Request]]) -> _Head | None:
