@@ -223,6 +223,19 @@ def test_load_calibration_steps_through_multiples_of_the_traces_rate_with_its_mi
     assert {r.deadline_ms for r in cal} == {40.0, 100.0} and {r.model for r in cal} == {"a", "b"}
 
 
+def test_calibration_at_load_lasts_as_long_as_the_trace_unless_given():
+    from bench.fidelity import QUICK_CALIBRATION_S, calibration_seconds
+    from workloads.trace import TraceRow
+
+    rows = [TraceRow(i * 0.5, "a", 40.0, f"r{i}") for i in range(121)]  # the last arrival at 60 s
+    assert calibration_seconds(rows, None) == 60.0
+    assert calibration_seconds(rows, 20.0) == 20.0
+    assert calibration_seconds(rows, None, quick=True) == QUICK_CALIBRATION_S
+    assert calibration_seconds(rows[:3], None) == QUICK_CALIBRATION_S  # a one-second trace: not a blink
+    with pytest.raises(ValueError, match="calibrate-s"):
+        calibration_seconds(rows, 0.0)
+
+
 def test_load_calibration_in_bursts_keeps_the_traces_mean_rate_and_mix_with_the_bundled_burst_shape():
     from bench import live_workload as lw
     from bench.fidelity import load_calibration_rows
