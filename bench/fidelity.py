@@ -23,7 +23,7 @@ For each policy (default: the reference and the best one), on one worker:
 4. **simulations** of the same rows with the worker's profile, policy settings (Bmax, quantile)
    and admission (queue bound), seeded: once with the profile's slot times, once with slot times
    drawn from the ratios measured at load (``fidelity_metrics.MeasuredSlotExecutor``);
-5. four comparisons (``bench.fidelity_metrics``): *server / profile* (the worker's own latency,
+5. the comparisons, one row each (``bench.fidelity_metrics``): *server / profile* (the worker's own latency,
    ``queue_ms + slot_ms``, and verdicts against the plain simulation: the engine and the profile
    alone); *client / profile + idle overhead* (client latency and verdicts against the plain
    simulation plus idle-overhead samples); *client / measured slots + overhead at load* (against
