@@ -246,17 +246,19 @@ def test_salvage_answers_the_most_recently_due_first_unless_asked_for_oldest(n_l
                                                    (800, ("on_time", "e2"))])
 def test_salvage_leaves_the_time_that_arrivals_at_load_will_need(rate_rps, expected):
     # A's arrivals at rate_rps cost 1.25 ms each (e1, full batches of 4): load 0, 0.9, 1.0.
-    policy = exact(shed="salvage", budget=True)
     late, on_time = req("late", "B", NOW - 0.019, 20), req("on_time", "A", NOW, 40)  # on_time may start in 36 ms
     qs = queues(TWO_MODELS, late, on_time)
-    for k in range(rate_rps):
-        policy.admit(NOW - 1.0 + k / rate_rps, req(f"a{k}", "A", NOW - 1.0 + k / rate_rps, 40), qs, TWO_MODELS)
-    plan = policy.plan(NOW, qs, TWO_MODELS)
+
+    def at_load(policy: LookaheadPolicy, rps: int) -> LookaheadPolicy:
+        """``policy`` after admitting A's arrivals at ``rps`` over the last second (what its budget counts)."""
+        for k in range(rps):
+            policy.admit(NOW - 1.0 + k / rps, req(f"a{k}", "A", NOW - 1.0 + k / rps, 40), qs, TWO_MODELS)
+        return policy
+
+    plan = at_load(exact(shed="salvage", budget=True), rate_rps).plan(NOW, qs, TWO_MODELS)
     # A late slot of L ms at load u needs L / (1 - u) of room: e2 (8 ms) at 0, e1 (3 ms) at 0.9, none at 1.
     assert (plan.requests[0].id, plan.exit) == expected
-    off = exact(shed="salvage", budget=True, salvage_load=False)
-    for k in range(800):
-        off.admit(NOW - 1.0 + k / 800, req(f"a{k}", "A", NOW - 1.0 + k / 800, 40), qs, TWO_MODELS)
+    off = at_load(exact(shed="salvage", budget=True, salvage_load=False), 800)
     assert off.plan(NOW, qs, TWO_MODELS).requests == (late,)  # the room as the queue shows it
 
 

@@ -132,12 +132,13 @@ class ExitBudget:
     def base_load(self) -> float:
         """The device's share the admitted traffic needs at the current arrival rates with every model at its
         cheapest allowed exit in full batches (the fluid view before any upgrade is bought)."""
-        load_ms = 0.0
-        for m in self.models:
-            exits = self.allowed[m]
-            if exits:
-                load_ms += self.rate_rps(m) * self._expected[m][exits[0]][self.bmax] / self.bmax
-        return load_ms / 1000.0
+        with self._lock:  # the arrivals' deques grow on the admitting thread
+            rates = {m: self.rate_rps(m) for m in self.models}
+        return sum(rates[m] * self._cost_ms(m, exits[0]) for m, exits in self.allowed.items() if exits) / 1000.0
+
+    def _cost_ms(self, model: str, exit_index: int) -> float:
+        """Device time per request at ``exit_index`` in a full batch: the fluid model's unit of cost."""
+        return self._expected[model][exit_index][self.bmax] / self.bmax
 
     def rate_rps(self, model: str) -> float:
         """Arrival rate over the last ``horizon_s``, or over the last ``burst_horizon_s`` when higher:
@@ -171,8 +172,7 @@ class ExitBudget:
             if not exits:
                 continue
             rate = rates[m]
-            b = self.bmax
-            cost = {e: self._expected[m][e][b] / b for e in exits}
+            cost = {e: self._cost_ms(m, e) for e in exits}
             hull = _upper_hull([(cost[e], self._accuracy[m][e], e) for e in exits])
             caps[m] = hull[0][2]
             budget_ms -= rate * hull[0][0]
